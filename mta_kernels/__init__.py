@@ -1,0 +1,26 @@
+"""mta_kernels: fused GPU kernels (Triton / CUDA) with CPU fallbacks.
+
+>>> import mta_kernels as mk
+>>> tokens = mk.sample(logits, temperature=0.7, top_k=50, top_p=0.9)   # doctest: +SKIP
+
+Every op validates its input, then dispatches: CUDA tensor -> GPU kernel, CPU tensor -> C++
+op (or the torch reference). ``MTA_BACKEND=reference|triton|cuda|cpp`` forces a backend.
+"""
+
+from mta_kernels import _ops
+from mta_kernels._backend import BACKENDS, available_backends
+from mta_kernels._extension import extension_error, extension_loaded
+from mta_kernels.sampling import filter_logits, sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "available_backends",
+    "extension_error",
+    "extension_loaded",
+    "filter_logits",
+    "sample",
+]
+
+_ops.register_fakes()

@@ -1,0 +1,29 @@
+"""Fake (meta) implementations of the C++ ops, so they trace under torch.compile.
+
+The schemas are declared once, in csrc/torch_bindings.cpp; this module only adds the shape
+functions, and only when the extension is loaded.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mta_kernels import _extension
+
+_registered = False
+
+
+def register_fakes() -> None:
+    global _registered
+    if _registered or not _extension.extension_loaded():
+        return
+    _registered = True
+
+    @torch.library.register_fake("mta::filter_logits")
+    def _filter_logits_fake(logits, temperature, top_k, top_p, min_p):
+        return logits.new_empty(logits.shape, dtype=torch.float32)
+
+    @torch.library.register_fake("mta::sample")
+    def _sample_fake(logits, temperature, top_k, top_p, min_p, uniform):
+        B = logits.shape[0]
+        return logits.new_empty((B,), dtype=torch.int64), logits.new_empty((B,), dtype=torch.float32)

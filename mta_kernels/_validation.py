@@ -1,0 +1,82 @@
+"""Input checks shared by the public ops: every message names the argument."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import torch
+
+LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+__all__ = ["LOGIT_DTYPES", "check_logits_2d", "per_row_param"]
+
+
+def check_logits_2d(logits: object, name: str = "logits") -> torch.Tensor:
+    """A [B, V] fp32/bf16/fp16 tensor with V >= 1, made contiguous."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dim() != 2:
+        raise ValueError(f"{name} must have shape [B, V], got shape {tuple(logits.shape)}")
+    if logits.dtype not in LOGIT_DTYPES:
+        raise TypeError(f"{name} must be float32, bfloat16 or float16, got {logits.dtype}")
+    if logits.shape[1] == 0:
+        raise ValueError(f"{name} has an empty vocabulary (shape {tuple(logits.shape)})")
+    return logits.contiguous()
+
+
+def _check_range(name: str, lo: float, hi: float, lo_open: bool, hi_open: bool, bad: bool) -> None:
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}")
+
+
+def per_row_param(
+    value: object,
+    name: str,
+    batch: int,
+    device: torch.device,
+    *,
+    integer: bool = False,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> torch.Tensor:
+    """A scalar or a [B] tensor -> a [B] tensor on ``device`` (int64 if ``integer`` else fp32).
+
+    Scalars are range-checked for free. Tensor values are range-checked too, which costs one
+    device-to-host copy for CUDA tensors; skipped while a CUDA graph is being captured (the
+    kernels clamp, so an out-of-range value there never reads out of bounds).
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            value = value.reshape(1).expand(batch)
+        if value.dim() != 1 or value.shape[0] != batch:
+            raise ValueError(f"{name} must be a scalar or a [B] tensor with B={batch}, got shape {tuple(value.shape)}")
+        if value.device != device:
+            raise ValueError(f"{name} is on {value.device} but logits are on {device}")
+        if integer:
+            if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+                raise TypeError(f"{name} must be an integer tensor, got {value.dtype}")
+            out = value.to(torch.int64)
+        else:
+            if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
+                raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+            out = value.to(torch.float32)
+        capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if batch and not capturing and not torch.compiler.is_compiling():
+            bad = bool(((out < lo) | (out > hi) | (out <= lo if lo_open else False) | (out >= hi if hi_open else False)
+                        | (out != out)).any())
+            _check_range(name, lo, hi, lo_open, hi_open, bad)
+        return out.contiguous()
+    if isinstance(value, bool) or not isinstance(value, (Integral, Real)):
+        raise TypeError(f"{name} must be a number or a [B] tensor, got {type(value).__name__}")
+    if integer and not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    v = float(value)
+    bad = math.isnan(v) or v < lo or v > hi or (lo_open and v <= lo) or (hi_open and v >= hi)
+    _check_range(name, lo, hi, lo_open, hi_open, bad)
+    dtype = torch.int64 if integer else torch.float32
+    return torch.full((batch,), value, dtype=dtype, device=device)

@@ -1,0 +1,148 @@
+"""Fused sampling: temperature / top-k / top-p / min-p filtering and sampling without sorting.
+
+Three layers: this module (checks + dispatch) -> kernels (Triton in ``triton_kernels.py``,
+C++/CUDA in ``csrc/``) -> the torch reference in ``reference.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mta_kernels import _backend
+from mta_kernels._validation import check_logits_2d, per_row_param
+from mta_kernels.sampling.reference import filter_logits_reference, sample_reference
+
+__all__ = ["filter_logits", "sample", "filter_logits_reference", "sample_reference"]
+
+# Order = preference when nothing is forced. Triton first on CUDA until the CUDA C++ kernel
+# has been measured faster on a GPU.
+_PREFERRED = {"cuda": ("triton", "cuda"), "cpu": ("cpp", "triton")}
+
+
+def _params(logits, temperature, top_k, top_p, min_p):
+    B, device = logits.shape[0], logits.device
+    return (
+        per_row_param(temperature, "temperature", B, device, lo=0.0, hi=float("inf"), hi_open=True),
+        per_row_param(top_k, "top_k", B, device, integer=True),
+        per_row_param(top_p, "top_p", B, device, lo=0.0, hi=1.0, lo_open=True),
+        per_row_param(min_p, "min_p", B, device, lo=0.0, hi=1.0),
+    )
+
+
+def _backend_for(logits: torch.Tensor) -> str:
+    return _backend.select_backend(logits.device, _PREFERRED.get(logits.device.type, ()))
+
+
+def filter_logits(
+    logits: torch.Tensor,
+    temperature: float | torch.Tensor = 1.0,
+    top_k: int | torch.Tensor = 0,
+    top_p: float | torch.Tensor = 1.0,
+    min_p: float | torch.Tensor = 0.0,
+) -> torch.Tensor:
+    """Apply temperature, top-k, top-p and min-p; removed entries become ``-inf``.
+
+    Same result as transformers' Temperature -> TopK -> TopP -> MinP warpers (ties at a cut
+    are kept together; the warpers keep an arbitrary subset of them).
+
+    Parameters
+    ----------
+    logits : Tensor [B, V], float32 / bfloat16 / float16
+        NaN entries count as ``-inf``.
+    temperature : float or Tensor [B]
+        ``z = logits / temperature``; ``0`` is greedy: only the (first) argmax is kept, with
+        its unscaled value. Must be in ``[0, inf)``.
+    top_k : int or Tensor [B]
+        Keep the ``k`` largest; ``k <= 0`` or ``k >= V`` turns it off.
+    top_p : float or Tensor [B]
+        Keep the smallest set of largest tokens whose probability (softmax over what top-k
+        kept) reaches ``top_p``; at least one token. In ``(0, 1]``; ``1`` is off.
+    min_p : float or Tensor [B]
+        Keep tokens with ``p >= min_p * p_max``. In ``[0, 1]``; ``0`` is off.
+
+    Returns
+    -------
+    Tensor [B, V] float32
+
+    Examples
+    --------
+    >>> import torch, mta_kernels as mk
+    >>> mk.filter_logits(torch.tensor([[1.0, 3.0, 2.0]]), top_k=2)
+    tensor([[-inf, 3., 2.]])
+    """
+    logits = check_logits_2d(logits)
+    params = _params(logits, temperature, top_k, top_p, min_p)
+    if logits.shape[0] == 0:
+        return torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
+    backend = _backend_for(logits)
+    if backend == "reference":
+        return filter_logits_reference(logits, *params)
+    if backend == "triton":
+        from mta_kernels.sampling.triton_kernels import filter_logits_triton
+
+        return filter_logits_triton(logits, *params)
+    return torch.ops.mta.filter_logits(logits, *params)
+
+
+def sample(
+    logits: torch.Tensor,
+    temperature: float | torch.Tensor = 1.0,
+    top_k: int | torch.Tensor = 0,
+    top_p: float | torch.Tensor = 1.0,
+    min_p: float | torch.Tensor = 0.0,
+    *,
+    generator: torch.Generator | None = None,
+    return_logprobs: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row from ``softmax(filter_logits(logits, ...))``.
+
+    One ``U[0, 1)`` draw per row (``torch.rand`` with ``generator``, on the logits' device)
+    picks the token by inverse CDF in vocabulary order, so the result is reproducible with a
+    seeded generator and every backend returns the same token for the same draw (up to float
+    rounding exactly at a CDF boundary). No sorted copy of the vocabulary is made on GPU and
+    nothing synchronises with the host (tensor-parameter range checks aside, see
+    ``per_row_param``).
+
+    Parameters
+    ----------
+    logits, temperature, top_k, top_p, min_p
+        As in :func:`filter_logits`.
+    generator : torch.Generator, optional
+        On the logits' device.
+    return_logprobs : bool
+        Also return the chosen token's log-probability under the processed distribution
+        (0 for greedy rows).
+
+    Returns
+    -------
+    tokens : Tensor [B] int64
+        ``-1`` for a row with no finite logit (all ``-inf`` or NaN).
+    logprobs : Tensor [B] float32, only if ``return_logprobs``
+        ``-inf`` for such a row.
+
+    Examples
+    --------
+    >>> import torch, mta_kernels as mk
+    >>> g = torch.Generator().manual_seed(0)
+    >>> mk.sample(torch.tensor([[0.0, 9.0, 0.0]]), temperature=0.0, generator=g)
+    tensor([1])
+    """
+    logits = check_logits_2d(logits)
+    params = _params(logits, temperature, top_k, top_p, min_p)
+    if generator is not None and generator.device.type != logits.device.type:
+        raise ValueError(f"generator is on {generator.device} but logits are on {logits.device}")
+    uniform = torch.rand(logits.shape[0], generator=generator, device=logits.device, dtype=torch.float32)
+    if logits.shape[0] == 0:
+        tokens = torch.empty(0, dtype=torch.int64, device=logits.device)
+        logprobs = torch.empty(0, dtype=torch.float32, device=logits.device)
+    else:
+        backend = _backend_for(logits)
+        if backend == "reference":
+            tokens, logprobs = sample_reference(logits, *params, uniform)
+        elif backend == "triton":
+            from mta_kernels.sampling.triton_kernels import sample_triton
+
+            tokens, logprobs = sample_triton(logits, *params, uniform)
+        else:
+            tokens, logprobs = torch.ops.mta.sample(logits, *params, uniform)
+    return (tokens, logprobs) if return_logprobs else tokens
