@@ -7,7 +7,6 @@ Every op validates its input, then dispatches: CUDA tensor -> GPU kernel, CPU te
 op (or the torch reference). ``MTA_BACKEND=reference|triton|cuda|cpp`` forces a backend.
 """
 
-from mta_kernels import _ops
 from mta_kernels._backend import BACKENDS, available_backends
 from mta_kernels._extension import extension_error, extension_loaded
 from mta_kernels.sampling import filter_logits, sample
@@ -22,5 +21,3 @@ __all__ = [
     "filter_logits",
     "sample",
 ]
-
-_ops.register_fakes()

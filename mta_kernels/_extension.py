@@ -33,9 +33,13 @@ def _load() -> tuple[bool, str]:
     for path in candidates:
         try:
             torch.ops.load_library(path)
-            return True, path
         except OSError as exc:  # ABI mismatch, missing CUDA runtime, ...
             errors.append(f"{path}: {exc}")
+            continue
+        from mta_kernels import _ops  # the fake impls need the schemas just loaded
+
+        _ops.register_fakes()
+        return True, path
     cap = (
         f", GPU capability {torch.cuda.get_device_capability()}" if torch.cuda.is_available() else ""
     )

@@ -6,18 +6,14 @@ functions, and only when the extension is loaded.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from mta_kernels import _extension
 
-_registered = False
-
-
+@functools.lru_cache(maxsize=None)
 def register_fakes() -> None:
-    global _registered
-    if _registered or not _extension.extension_loaded():
-        return
-    _registered = True
+    """Called once, by the extension loader, right after the library is loaded."""
 
     @torch.library.register_fake("mta::filter_logits")
     def _filter_logits_fake(logits, temperature, top_k, top_p, min_p):
