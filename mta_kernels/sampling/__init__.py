@@ -16,7 +16,8 @@ __all__ = ["filter_logits", "sample", "filter_logits_reference", "sample_referen
 
 # Order = preference when nothing is forced. Triton first on CUDA until the CUDA C++ kernel
 # has been measured faster on a GPU.
-_PREFERRED = {"cuda": ("triton", "cuda"), "cpu": ("cpp", "triton")}
+_PREFERRED = {"cuda": ("triton", "cuda"), "cpu": ("cpp",)}
+_IMPLEMENTED = ("triton", "cuda", "cpp")
 
 
 def _params(logits, temperature, top_k, top_p, min_p):
@@ -29,8 +30,9 @@ def _params(logits, temperature, top_k, top_p, min_p):
     )
 
 
+@torch._dynamo.assume_constant_result  # a per-device choice: torch.compile need not trace it
 def _backend_for(logits: torch.Tensor) -> str:
-    return _backend.select_backend(logits.device, _PREFERRED.get(logits.device.type, ()))
+    return _backend.select_backend(logits.device, _PREFERRED.get(logits.device.type, ()), _IMPLEMENTED)
 
 
 def filter_logits(
