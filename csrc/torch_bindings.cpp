@@ -26,10 +26,13 @@ TORCH_LIBRARY_IMPL(mta, CUDA, m) {
 }
 #endif
 
+#ifndef MTA_NO_PYTHON_MODULE
 // Lets the library also be imported as a Python module (python -c "import mta_kernels._C"),
-// although it is normally loaded with torch.ops.load_library.
+// although it is normally loaded with torch.ops.load_library. The CMake build for C++ tests
+// leaves it out so that it needs no libpython.
 #include <Python.h>
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module);
 }
+#endif

