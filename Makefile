@@ -1,6 +1,6 @@
 # One entry point for setting up and running everything; the environment lives in .venv.
 #   make demo   set everything up, then run the main job (benchmark table + real decode demo)
-#   make test   set everything up, then run the whole test suite
+#   make test   set everything up, then run the whole test suite (pytest, then the C++ tests)
 #   make wheel ARCH="9.0"   build a wheel for those CUDA archs (CPU wheel where there is no CUDA)
 PYTHON ?= python3
 VENV := .venv
@@ -28,10 +28,11 @@ $(STAMP): $(VENV)/.deps-installed setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/c
 	touch $@
 
 demo: setup
-	$(VENV)/bin/mta demo
+	$(VENV)/bin/mta demo --quick
 
 test: setup
 	$(PY) -m pytest -q -ra
+	$(MAKE) test-cpp
 
 test-cpp: setup
 	cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"

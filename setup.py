@@ -54,7 +54,7 @@ def _extension():
     with_cuda = _with_cuda()
     sources = [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))]
     sources += [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(ROOT, "csrc", "cpu", "*.cpp")))]
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp"]
+    cxx_flags = ["-O3", "-fopenmp"]  # the C++ standard is cpp_extension's, matching torch's headers
     if with_cuda:
         _arch_list()
         sources += [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))]
@@ -62,7 +62,7 @@ def _extension():
             "mta_kernels._C",
             sources,
             define_macros=[("MTA_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
             extra_link_args=["-fopenmp"],
         )
     return with_cuda, CppExtension("mta_kernels._C", sources, extra_compile_args=cxx_flags, extra_link_args=["-fopenmp"])
