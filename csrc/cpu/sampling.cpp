@@ -1,7 +1,7 @@
 // CPU filter_logits / sample: rows in parallel, partial selection instead of a full sort.
 //
 // Per row: z = x / T (NaN -> -inf), max and first argmax, then
-//   top-k: std::nth_element for the k-th largest value (O(V));
+//   top-k: a k-sized heap (k <= 1024) or std::nth_element for the k-th largest value;
 //   top-p: the top-k survivors partially sorted in growing prefixes (64, 256, ...) until the
 //          running mass reaches top_p * Z, so a sharp distribution never sorts the vocabulary;
 //   min-p: z >= max + log(min_p);
@@ -23,6 +23,7 @@ namespace mta {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kHeapTopK = 1024;  // up to this k, top-k uses a heap instead of nth_element
 
 struct RowCut {
   float max = kNegInf;
@@ -63,6 +64,34 @@ float top_p_cut(std::vector<float>& cand, float max, double target) {
   }
 }
 
+// The k-th largest finite value of z, or -inf when fewer than k are finite. Small k: one
+// pass with a k-sized min-heap (a compare per element, no copy of the row); large k:
+// nth_element on a copy.
+float kth_largest(const float* z, int64_t V, int64_t k, std::vector<float>& scratch) {
+  scratch.clear();
+  if (k <= kHeapTopK) {
+    for (int64_t i = 0; i < V; ++i) {
+      const float v = z[i];
+      if (static_cast<int64_t>(scratch.size()) < k) {
+        if (v > kNegInf) {
+          scratch.push_back(v);
+          std::push_heap(scratch.begin(), scratch.end(), std::greater<float>());
+        }
+      } else if (v > scratch.front()) {
+        std::pop_heap(scratch.begin(), scratch.end(), std::greater<float>());
+        scratch.back() = v;
+        std::push_heap(scratch.begin(), scratch.end(), std::greater<float>());
+      }
+    }
+    return static_cast<int64_t>(scratch.size()) < k ? kNegInf : scratch.front();
+  }
+  for (int64_t i = 0; i < V; ++i)
+    if (z[i] > kNegInf) scratch.push_back(z[i]);
+  if (static_cast<int64_t>(scratch.size()) < k) return kNegInf;
+  std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end(), std::greater<float>());
+  return scratch[k - 1];
+}
+
 RowCut row_cut(float* z, int64_t V, float temperature, int64_t top_k, float top_p, float min_p,
                std::vector<float>& scratch) {
   RowCut cut;
@@ -75,20 +104,12 @@ RowCut row_cut(float* z, int64_t V, float temperature, int64_t top_k, float top_
   }
   if (cut.greedy || cut.max == kNegInf) return cut;
 
+  float thresh_k = kNegInf;
+  if (top_k > 0 && top_k < V) thresh_k = kth_largest(z, V, top_k, scratch);
+  // The top-p candidates: what top-k kept (ties at the cut included).
   scratch.clear();
   for (int64_t i = 0; i < V; ++i)
-    if (z[i] > kNegInf) scratch.push_back(z[i]);
-  float thresh_k = kNegInf;
-  const int64_t finite = static_cast<int64_t>(scratch.size());
-  if (top_k > 0 && top_k < V && top_k <= finite) {
-    std::nth_element(scratch.begin(), scratch.begin() + (top_k - 1), scratch.end(), std::greater<float>());
-    thresh_k = scratch[top_k - 1];
-    // nth_element leaves the k largest in front: they and the ties at the cut are the
-    // top-p candidates.
-    auto ties_end = std::partition(scratch.begin() + top_k, scratch.end(),
-                                   [thresh_k](float v) { return v == thresh_k; });
-    scratch.erase(ties_end, scratch.end());
-  }
+    if (z[i] > kNegInf && z[i] >= thresh_k) scratch.push_back(z[i]);
   float thresh_p = kNegInf;
   if (top_p < 1.0f) {
     double total = 0.0;
