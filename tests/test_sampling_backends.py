@@ -130,3 +130,13 @@ def test_index_overflow_rows():
     assert tokens.min() >= 0 and tokens.max() < V
     last = logits[-1:].float()
     assert torch.isfinite(mk.filter_logits(last, 0.7, 50, 0.9)[0, tokens[-1]])
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("top_k", [1023, 1024, 1025, 2500])
+def test_large_top_k_equal_reference(backend, top_k):
+    """k around the C++ heap/nth_element switch, and far past it."""
+    B, V = 3, 4000
+    logits = make_logits(B, V, "gumbel", seed=top_k, device=DEVICE)
+    logits[1, :2000] = float("-inf")  # fewer finite values than k for k = 2500
+    check_backend(backend, logits, params_for(B, V, 0.9, top_k, 0.97, 0.0))
