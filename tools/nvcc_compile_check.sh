@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Compile-only check of the CUDA sources against the headers of a CUDA build of torch, for
 # machines without a GPU or a CUDA torch. Usage: tools/nvcc_compile_check.sh [HEADER_DIR]
-# HEADER_DIR holds torch/include from a CUDA torch wheel (default: .torch-cuda-headers), e.g.
-#   pip download --no-deps -d /tmp/tw torch==2.13.0 --only-binary=:all: \
-#       --platform manylinux_2_28_x86_64 --python-version 3.11   # the PyPI (CUDA) wheel
+# HEADER_DIR holds torch/include from a CUDA torch wheel (default: .torch-cuda-headers, git-
+# ignored). The plain Linux wheel on the default index is the CUDA build (2.13.0+cu130); a
+# local wheel mirror may shadow it with a +cpu one, hence the emptied pip config:
+#   PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= pip download --no-deps -d /tmp/tw torch==2.13.0 \
+#       --only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11
 #   unzip -q /tmp/tw/torch-*.whl 'torch/include/*' 'torch/share/cmake/*' -d .torch-cuda-headers
+# Torch headers go in with -isystem so that only our own code is held to -Werror.
 # Flags follow torch.utils.cpp_extension (torch >= 2.13 headers need C++20). Warnings are
 # errors: the sources are meant to compile clean. Extra arguments go to nvcc.
 set -euo pipefail
