@@ -67,8 +67,9 @@ def per_row_param(
             out = value.to(torch.float32)
         capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
         if batch and not capturing and not torch.compiler.is_compiling():
-            bad = bool(((out < lo) | (out > hi) | (out <= lo if lo_open else False) | (out >= hi if hi_open else False)
-                        | (out != out)).any())
+            below = out <= lo if lo_open else out < lo
+            above = out >= hi if hi_open else out > hi
+            bad = bool((below | above | out.isnan()).any())
             _check_range(name, lo, hi, lo_open, hi_open, bad)
         return out.contiguous()
     if isinstance(value, bool) or not isinstance(value, (Integral, Real)):
