@@ -183,6 +183,17 @@ __device__ __forceinline__ bool in_prefix(uint32_t key, uint32_t prefix, int shi
 
 __device__ __forceinline__ unsigned lane_id() { return threadIdx.x & 31u; }
 
+// Inclusive prefix sum across the warp (Hillis-Steele over shuffles).
+template <typename T>
+__device__ __forceinline__ T warp_inclusive_sum(T v, unsigned lane) {
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const T y = __shfl_up_sync(kFull, v, o);
+    if (lane >= static_cast<unsigned>(o)) v += y;
+  }
+  return v;
+}
+
 // Sum of x over the lanes in `peers` (lanes with the same digit), returned in the lowest
 // lane of each group: a log-depth tree over the group, so the order is fixed and the
 // result is deterministic (a float atomicAdd on shared memory is a CAS loop whose order
@@ -321,12 +332,7 @@ __device__ void select_count(Shared& sh, int k_rem) {
     c[i] = static_cast<int>(sh.counts[kBins - 1 - 8 * lane - i]);
     local += c[i];
   }
-  int incl = local;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int y = __shfl_up_sync(kFull, incl, o);
-    if (lane >= o) incl += y;
-  }
+  const int incl = warp_inclusive_sum(local, lane);
   const unsigned hit = __ballot_sync(kFull, incl >= k_rem);
   if (hit == 0u) {
     if (lane == 0) sh.sel_count = {-1, 0, 0};
@@ -641,24 +647,14 @@ __global__ void __launch_bounds__(kBlock, 1)
         mine += w[j];
       }
       // Block exclusive prefix sum of the per-thread sums, in double.
-      double incl = mine;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const double y = __shfl_up_sync(kFull, incl, o);
-        if (lane >= o) incl += y;
-      }
+      const double incl = warp_inclusive_sum(static_cast<double>(mine), lane);
       double excl = __shfl_up_sync(kFull, incl, 1);
       if (lane == 0) excl = 0.0;
       if (lane == 31) sh.dscratch[warp] = incl;
       __syncthreads();
       if (warp == 0) {
         const double wt = sh.dscratch[lane];
-        double wi = wt;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-          const double y = __shfl_up_sync(kFull, wi, o);
-          if (lane >= o) wi += y;
-        }
+        const double wi = warp_inclusive_sum(static_cast<double>(wt), lane);
         const double we = __shfl_up_sync(kFull, wi, 1);
         sh.dscratch2[lane] = lane == 0 ? 0.0 : we;
         if (lane == 31) sh.tile_total = wi;
