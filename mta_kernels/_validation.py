@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import weakref
 from numbers import Integral, Real
 
 import torch
@@ -32,6 +34,30 @@ def _check_range(name: str, lo: float, hi: float, lo_open: bool, hi_open: bool, 
         raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}")
 
 
+# CUDA parameter tensors whose values already passed the range check, by identity and
+# version: a decode loop passes the same [B] tensors every step, and checking them again
+# would cost a host synchronisation per token.
+_checked_tensors: dict[int, tuple[weakref.ref, int]] = {}
+
+
+def _already_checked(t: torch.Tensor) -> bool:
+    entry = _checked_tensors.get(id(t))
+    return entry is not None and entry[0]() is t and entry[1] == t._version
+
+
+def _remember_checked(t: torch.Tensor) -> None:
+    if len(_checked_tensors) > 1024:
+        _checked_tensors.clear()
+    _checked_tensors[id(t)] = (weakref.ref(t), t._version)
+
+
+@functools.lru_cache(maxsize=256)
+def _filled(value: float, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Scalars become [B] tensors once per (value, B, device): no allocation and no fill
+    # launch per decode step. The kernels only read them.
+    return torch.full((batch,), value, dtype=dtype, device=device)
+
+
 def per_row_param(
     value: object,
     name: str,
@@ -47,8 +73,9 @@ def per_row_param(
     """A scalar or a [B] tensor -> a [B] tensor on ``device`` (int64 if ``integer`` else fp32).
 
     Scalars are range-checked for free. Tensor values are range-checked too, which costs one
-    device-to-host copy for CUDA tensors; skipped while a CUDA graph is being captured (the
-    kernels clamp, so an out-of-range value there never reads out of bounds).
+    device-to-host copy for a CUDA tensor the first time it is seen (again only after it is
+    modified in place); skipped while a CUDA graph is being captured (the kernels clamp, so
+    an out-of-range value there never reads out of bounds).
     """
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
@@ -65,12 +92,15 @@ def per_row_param(
             if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
                 raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
             out = value.to(torch.float32)
+        on_gpu = device.type != "cpu"
         capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-        if batch and not capturing and not torch.compiler.is_compiling():
+        if batch and not capturing and not torch.compiler.is_compiling() and not (on_gpu and _already_checked(value)):
             below = out <= lo if lo_open else out < lo
             above = out >= hi if hi_open else out > hi
             bad = bool((below | above | out.isnan()).any())
             _check_range(name, lo, hi, lo_open, hi_open, bad)
+            if on_gpu:
+                _remember_checked(value)
         return out.contiguous()
     if isinstance(value, bool) or not isinstance(value, (Integral, Real)):
         raise TypeError(f"{name} must be a number or a [B] tensor, got {type(value).__name__}")
@@ -80,4 +110,6 @@ def per_row_param(
     bad = math.isnan(v) or v < lo or v > hi or (lo_open and v <= lo) or (hi_open and v >= hi)
     _check_range(name, lo, hi, lo_open, hi_open, bad)
     dtype = torch.int64 if integer else torch.float32
-    return torch.full((batch,), value, dtype=dtype, device=device)
+    if torch.compiler.is_compiling():
+        return torch.full((batch,), value, dtype=dtype, device=device)
+    return _filled(value, batch, device, dtype)

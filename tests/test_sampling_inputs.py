@@ -115,3 +115,23 @@ def test_imports_and_works_without_extension():
     env.pop("MTA_BACKEND", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "C++ extension unavailable, using the torch reference" in out
+
+
+def test_checked_parameter_tensors_are_rechecked_after_in_place_changes():
+    from mta_kernels import _validation
+
+    t = torch.full((3,), 0.5)
+    _validation._remember_checked(t)
+    assert _validation._already_checked(t)
+    t.mul_(4.0)  # now out of range for top_p: the version bump forces a new check
+    assert not _validation._already_checked(t)
+    assert not _validation._already_checked(torch.full((3,), 0.5))
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="the checked-tensor cache is used for GPU tensors only")
+def test_gpu_parameter_tensor_modified_in_place_is_caught():
+    top_p = torch.full((2,), 0.5, device=DEVICE)
+    mk.sample(logits_2x5(), top_p=top_p)
+    top_p.fill_(2.0)
+    with pytest.raises(ValueError, match="top_p must be in"):
+        mk.sample(logits_2x5(), top_p=top_p)
