@@ -17,7 +17,7 @@ import glob
 import os
 
 import torch
-from setuptools import setup
+from setuptools import find_packages, setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -74,7 +74,9 @@ setup(
     name="mta_kernels",
     version=f"{BASE_VERSION}+{_local_version(WITH_CUDA)}",
     description="Fused GPU kernels and methods for reasoning-efficiency and alignment (SBT, MTA RL, TFPI, WSD)",
-    packages=["mta_kernels", "mta_kernels.sampling", "mta"],
+    packages=find_packages(include=["mta_kernels", "mta_kernels.*"])
+    + ["mta"]
+    + [f"mta.{p}" for p in find_packages("python/mta")],
     package_dir={"mta_kernels": "mta_kernels", "mta": "python/mta"},
     python_requires=">=3.10",
     install_requires=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "tqdm"],

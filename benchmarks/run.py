@@ -36,6 +36,7 @@ from benchmarks import harness
 
 FAMILIES = {
     "sampling": "benchmarks.bench_sampling",
+    "rl": "benchmarks.bench_rl",
 }
 
 
