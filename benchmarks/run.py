@@ -37,6 +37,7 @@ from benchmarks import harness
 FAMILIES = {
     "sampling": "benchmarks.bench_sampling",
     "rl": "benchmarks.bench_rl",
+    "generate": "benchmarks.bench_generate",
 }
 
 

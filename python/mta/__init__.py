@@ -9,6 +9,7 @@ command-line tool (``mta --help``).
 
 >>> from mta.models import load_smollm2, tiny_random_model      # doctest: +SKIP
 >>> model, tokenizer = load_smollm2()                           # doctest: +SKIP
+>>> out = mta.generate(model, tokenizer, ["Hi!"], chat_template=True, seed=0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
+    "generate": "mta.generation.engine",
+    "GenerationResult": "mta.generation.result",
     "load_smollm2": "mta.models",
     "tiny_random_model": "mta.models",
 }
@@ -27,5 +30,7 @@ __all__ = ["__version__", *_LAZY]
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'mta' has no attribute {name!r}")
