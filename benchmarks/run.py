@@ -37,6 +37,7 @@ from benchmarks import harness
 FAMILIES = {
     "sampling": "benchmarks.bench_sampling",
     "rl": "benchmarks.bench_rl",
+    "logprobs": "benchmarks.bench_logprobs",
     "generate": "benchmarks.bench_generate",
 }
 

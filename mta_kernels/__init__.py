@@ -9,6 +9,7 @@ op (or the torch reference). ``MTA_BACKEND=reference|triton|cuda|cpp`` forces a 
 
 from mta_kernels._backend import BACKENDS, available_backends
 from mta_kernels._extension import extension_error, extension_loaded
+from mta_kernels.logprobs import linear_token_logprobs, token_logprobs
 from mta_kernels.rl import group_advantages, pass_at_k, policy_loss
 from mta_kernels.sampling import filter_logits, sample
 
@@ -21,7 +22,9 @@ __all__ = [
     "extension_loaded",
     "filter_logits",
     "group_advantages",
+    "linear_token_logprobs",
     "pass_at_k",
     "policy_loss",
     "sample",
+    "token_logprobs",
 ]

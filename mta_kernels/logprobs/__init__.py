@@ -42,9 +42,9 @@ _IMPLEMENTED = ("triton",)
 
 # Default chunk of the linear form: the logits of one chunk stay under this many bytes
 # (in the fp32 working precision on CPU, where the torch tile math also makes about two
-# temporaries of that size; in the logits dtype on GPU, where the kernels work in place).
+# temporary of that size; in the logits dtype on GPU, where the kernels work in place).
 _GPU_CHUNK_BYTES = 256 * 2**20
-_CPU_CHUNK_BYTES = 32 * 2**20
+_CPU_CHUNK_BYTES = 256 * 2**20
 _MIN_CHUNK_ROWS = 16  # below this, split the vocabulary instead of the tokens further
 
 
@@ -277,7 +277,8 @@ class _LinearTokenLogprobs(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, temperature, want_entropy, chunk, vchunk, tile_stats):
+    def forward(ctx, hidden, weight, bias, targets, temperature, want_entropy, chunk, vchunk, tile_fns):
+        tile_stats, ctx.tile_grad = tile_fns
         n = hidden.shape[0]
         vocab = weight.shape[0]
         dev = hidden.device
@@ -424,7 +425,7 @@ def linear_token_logprobs(
         Also return the entropy.
     chunk_size : int, optional
         Tokens per chunk. Default: the largest power of two whose logits chunk stays under
-        256 MB in the logits dtype on GPU (512 tokens for bf16 at V = 151936) and 32 MB of
+        256 MB in the logits dtype on GPU (512 tokens for bf16 at V = 151936) and 256 MB of
         fp32 on CPU.
     vocab_chunk_size : int, optional
         Vocabulary columns per chunk, merged with an online logsumexp / entropy. Default:
@@ -490,18 +491,7 @@ def _linear_token_logprobs(
     chunk = chunk_size or default_chunk
     vchunk = vocab_chunk_size or (default_vchunk if chunk_size is None else vocab)
     stats, grad = _tile_fns(backend, block)
-    logp, ent = _LinearTokenLogprobsApply.apply(
+    logp, ent = _LinearTokenLogprobs.apply(
         hidden, weight, bias, targets, temperature, return_entropy, chunk, vchunk, (stats, grad)
     )
     return (logp, ent) if return_entropy else logp
-
-
-class _LinearTokenLogprobsApply(_LinearTokenLogprobs):
-    """Carries the backend's tile functions into backward through ``ctx``."""
-
-    @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, temperature, want_entropy, chunk, vchunk, fns):
-        ctx.tile_grad = fns[1]
-        return _LinearTokenLogprobs.forward(
-            ctx, hidden, weight, bias, targets, temperature, want_entropy, chunk, vchunk, fns[0]
-        )

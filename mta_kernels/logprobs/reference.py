@@ -34,8 +34,9 @@ def token_logprobs_reference(
     return_entropy: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``log_softmax(logits / T)[target]`` (0 where ``target == -100``) and the entropy of
-    ``softmax(logits / T)``, both fp32 [N], differentiable by plain autograd."""
-    z = logits.float() / temperature
+    ``softmax(logits / T)``, both fp32 [N] (fp64 for fp64 logits, for gradcheck),
+    differentiable by plain autograd."""
+    z = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     logp_all = torch.log_softmax(z, dim=-1)
     keep = targets != IGNORE_INDEX
     picked = logp_all.gather(-1, torch.where(keep, targets, 0).long().unsqueeze(-1)).squeeze(-1)

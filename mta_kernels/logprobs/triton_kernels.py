@@ -52,8 +52,8 @@ def _stats_kernel(
         w = tl.exp(z - m_new)  # 0 on masked columns
         if ENTROPY:
             d = tl.where(valid, z - m_new, 0.0)
-            # s == 0 on the first step, where s * (m - m_new) would be 0 * -inf.
-            shift = tl.where(s > 0.0, s * (m - m_new), 0.0)
+            # s == 0 on the first step, where m - m_new is -inf (0 * -inf would be NaN).
+            shift = s * tl.where(s > 0.0, m - m_new, 0.0)
             t = alpha * (t + shift) + tl.sum(w * d, axis=0)
         s = s * alpha + tl.sum(w, axis=0)
         m = m_new
