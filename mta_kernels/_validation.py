@@ -11,17 +11,23 @@ import torch
 
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-__all__ = ["LOGIT_DTYPES", "check_logits_2d", "per_row_param"]
+__all__ = ["LOGIT_DTYPES", "check_float_2d", "check_logits_2d", "per_row_param"]
 
 
-def check_logits_2d(logits: object, name: str = "logits") -> torch.Tensor:
+def check_float_2d(t: object, name: str, shape: str) -> torch.Tensor:
+    """A 2-D fp32/bf16/fp16 tensor; ``shape`` (e.g. "[N, H]") only names it in errors."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape {shape}, got shape {tuple(t.shape)}")
+    if t.dtype not in LOGIT_DTYPES:
+        raise TypeError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
+    return t
+
+
+def check_logits_2d(logits: object, name: str = "logits", shape: str = "[B, V]") -> torch.Tensor:
     """A [B, V] fp32/bf16/fp16 tensor with V >= 1, made contiguous."""
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
-    if logits.dim() != 2:
-        raise ValueError(f"{name} must have shape [B, V], got shape {tuple(logits.shape)}")
-    if logits.dtype not in LOGIT_DTYPES:
-        raise TypeError(f"{name} must be float32, bfloat16 or float16, got {logits.dtype}")
+    logits = check_float_2d(logits, name, shape)
     if logits.shape[1] == 0:
         raise ValueError(f"{name} has an empty vocabulary (shape {tuple(logits.shape)})")
     return logits.contiguous()

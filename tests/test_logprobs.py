@@ -299,7 +299,7 @@ TARGETS = torch.tensor([0, 4, -100], device=DEVICE)
     "logits,targets,kwargs,error,match",
     [
         ([[1.0]], TARGETS, {}, TypeError, "logits must be a torch.Tensor"),
-        (torch.randn(5, device=DEVICE), TARGETS, {}, ValueError, r"logits must have shape \[B, V\]"),
+        (torch.randn(5, device=DEVICE), TARGETS, {}, ValueError, r"logits must have shape \[N, V\]"),
         (LOGITS.double(), TARGETS, {}, TypeError, "logits must be float32"),
         (LOGITS, [0, 1, 2], {}, TypeError, "targets must be a torch.Tensor"),
         (LOGITS, TARGETS[:2], {}, ValueError, r"targets must have shape \[N\] with N=3"),

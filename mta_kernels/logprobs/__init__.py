@@ -18,7 +18,7 @@ from numbers import Integral, Real
 import torch
 
 from mta_kernels import _backend
-from mta_kernels._validation import LOGIT_DTYPES, check_logits_2d
+from mta_kernels._validation import check_float_2d, check_logits_2d
 from mta_kernels.logprobs.reference import (
     IGNORE_INDEX,
     linear_token_logprobs_reference,
@@ -106,16 +106,6 @@ def _check_targets(targets: object, n: int, vocab: int, device: torch.device) ->
                 f"targets[{i}] = {int(targets[i])}"
             )
     return targets.contiguous()
-
-
-def _check_float_2d(t: object, name: str, shape: str) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != 2:
-        raise ValueError(f"{name} must have shape {shape}, got shape {tuple(t.shape)}")
-    if t.dtype not in LOGIT_DTYPES:
-        raise TypeError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
-    return t
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,7 +200,7 @@ def token_logprobs(
     >>> lp.token_logprobs(torch.tensor([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([1, -100]))
     tensor([-0.6931,  0.0000])
     """
-    logits = check_logits_2d(logits)
+    logits = check_logits_2d(logits, shape="[N, V]")
     temperature = _temperature(temperature)
     return_entropy = _flag(return_entropy, "return_entropy")
     targets = _check_targets(targets, logits.shape[0], logits.shape[1], logits.device)
@@ -445,8 +435,8 @@ def linear_token_logprobs(
     >>> lp.linear_token_logprobs(h, w, torch.tensor([0, 2]))
     tensor([-0.5514, -1.5514])
     """
-    hidden = _check_float_2d(hidden, "hidden", "[N, H]")
-    weight = _check_float_2d(weight, "weight", "[V, H]")
+    hidden = check_float_2d(hidden, "hidden", "[N, H]")
+    weight = check_float_2d(weight, "weight", "[V, H]")
     if weight.dtype != hidden.dtype:
         raise TypeError(f"weight must have the dtype of hidden ({hidden.dtype}), got {weight.dtype}")
     if weight.device != hidden.device:
