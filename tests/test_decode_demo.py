@@ -6,6 +6,8 @@ import torch
 from mta import decode_demo
 from mta.models import load_smollm2
 
+pytestmark = pytest.mark.smollm2
+
 PROMPTS = ["What is 2 + 3?", "Name a colour.", "Say hello in French."]
 GREEDY = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
 SAMPLED = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.05}

@@ -45,6 +45,7 @@ def test_greedy_equals_model_generate_under_left_padding(arch, cache):
     assert all(lp == 0.0 for row in out.logprobs for lp in row)  # greedy rows: logprob 0 (mk.sample)
 
 
+@pytest.mark.smollm2
 def test_smollm2_greedy_equals_model_generate(smollm2):
     model, tokenizer = smollm2
     prompts = ["What is 2 + 3?", "Name a colour.", "Say hello in French, please, my friend."]
@@ -107,6 +108,7 @@ def test_eos_ends_a_row_and_is_kept(llama):
     assert out.finish_reasons[1] == "eos" and len(out.token_ids[1]) <= 5
 
 
+@pytest.mark.smollm2
 def test_stop_strings_trim_output_and_finish_with_stop(smollm2):
     model, tokenizer = smollm2
     prompts = ["Count from 1 to 20, separated by commas.", "Name a colour."]
