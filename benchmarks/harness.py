@@ -172,6 +172,15 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def timing_columns(unit: str = "µs") -> list[tuple[str, Callable[[dict], str]]]:
+    """The median and 20-80 % quantile columns every family's table shows, in µs or ms."""
+    scale = 1e3 if unit == "ms" else 1.0
+    return [
+        (f"median {unit}", lambda r: f"{r['median_us'] / scale:.1f}"),
+        (f"p20–p80 {unit}", lambda r: f"{r['p20_us'] / scale:.1f}–{r['p80_us'] / scale:.1f}"),
+    ]
+
+
 def markdown_table(rows: list[dict], columns: list[tuple[str, Callable[[dict], str]]]) -> str:
     """Render ``rows`` as a markdown table; ``columns`` pairs a header with a cell formatter."""
     lines = [
