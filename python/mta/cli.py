@@ -3,6 +3,7 @@
     mta demo [--quick]     sampling benchmark table, then a real decode with SmolLM2-135M
     mta bench [args...]    the benchmark runner (benchmarks/run.py); `mta bench --help`
     mta info               versions, backends, whether the C++ extension loaded
+    mta sbt score|build    Self-Braking Tuning: score traces, build SBT-E / SBT-D data
 
 Every command takes ``--help``.
 """
@@ -165,6 +166,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Print versions, the backends each device can use, and the C++ extension's status.",
     )
     info.set_defaults(func=cmd_info)
+
+    from mta.sbt.cli import add_parser as _add_sbt
+
+    _add_sbt(sub)
     return parser
 
 

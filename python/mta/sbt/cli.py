@@ -1,0 +1,62 @@
+"""``mta sbt score IN.jsonl [--out scores.jsonl]`` and ``mta sbt build IN.jsonl OUT.jsonl --method sbt-e|sbt-d``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_parser"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", default="smollm2",
+                   help="local tokenizer directory, or 'smollm2' (default: SmolLM2's, offline)")
+    p.add_argument("--anchor", choices=("sentence", "anywhere"), default="sentence",
+                   help="where a marker counts: at a sentence/step start (default) or anywhere")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mta.sbt.pipeline import load_tokenizer, run_jsonl
+
+    try:
+        tok = load_tokenizer(args.tokenizer)
+        if args.sbt_command == "score":
+            s = run_jsonl(args.input, args.out, "score", tok, overwrite=args.overwrite,
+                          progress=not args.no_progress, anchor=args.anchor)
+        else:
+            if args.masked_steps < 0:
+                raise ValueError(f"--masked-steps must be >= 0, got {args.masked_steps}")
+            s = run_jsonl(args.input, args.output, args.method, tok, overwrite=args.overwrite,
+                          progress=not args.no_progress, anchor=args.anchor, masked_steps=args.masked_steps)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"mta sbt {args.sbt_command}: error: {exc}", file=sys.stderr)
+        return 2
+    title = f"mta sbt {args.sbt_command}" + (f" --method {args.method}" if args.sbt_command == "build" else "")
+    print(s.table(title))
+    return 0
+
+
+def add_parser(sub) -> None:
+    """Add ``sbt`` (with ``score`` and ``build``) to the ``mta`` subparsers."""
+    sbt = sub.add_parser("sbt", help="Self-Braking Tuning: score traces, build SBT-E / SBT-D data",
+                         description="Self-Braking Tuning (arXiv 2505.14604): overthinking scores of "
+                         "long chain-of-thought traces and SBT-E / SBT-D training data with loss masks.")
+    ss = sbt.add_subparsers(dest="sbt_command", metavar="SBT_COMMAND")
+    ss.required = True
+    sc = ss.add_parser("score", help="κ, η and the overthink score of every trace",
+                       description="Score every trace of IN.jsonl (fields id, problem, gold, trace).")
+    sc.add_argument("input", metavar="IN.jsonl")
+    sc.add_argument("--out", default=None, metavar="scores.jsonl", help="write per-trace scores here")
+    _common(sc)
+    sc.set_defaults(func=_run)
+    b = ss.add_parser("build", help="SBT-E / SBT-D chat-format data with loss masks",
+                      description="Build SBT-E or SBT-D training data (chat messages JSONL, masked "
+                      "spans and token masks). Skipped records go to OUT.skipped.jsonl; reruns resume.")
+    b.add_argument("input", metavar="IN.jsonl")
+    b.add_argument("output", metavar="OUT.jsonl")
+    b.add_argument("--method", required=True, choices=("sbt-e", "sbt-d"))
+    b.add_argument("--masked-steps", type=int, default=2, help="SBT-E: masked steps after the brake phrase")
+    _common(b)
+    b.set_defaults(func=_run)
