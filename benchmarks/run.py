@@ -39,6 +39,7 @@ FAMILIES = {
     "rl": "benchmarks.bench_rl",
     "logprobs": "benchmarks.bench_logprobs",
     "generate": "benchmarks.bench_generate",
+    "braking": "benchmarks.bench_braking",
 }
 
 

@@ -26,7 +26,27 @@ std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits,
                                               const at::Tensor& top_k, const at::Tensor& top_p,
                                               const at::Tensor& min_p, const at::Tensor& uniform);
 
+// braking_step (SBT braking decode step): mutates logits and the per-row state in place.
+//   last_tokens and the int64 state / config tensors [B]; in_think, braking, braked bool [B];
+//   marker_ratio, end_think_margin fp32 [B] (NaN: off); max_* int64 [B] (negative: off);
+//   token_class int32 [V_tab], transitions int32 [S, C], match_len int32 [S],
+//   step_mask bool [V_tab], brake_ids int64 [K] ending with end_think_id.
+#define MTA_BRAKING_STEP_ARGS(name)                                                          \
+  void name(const at::Tensor& logits, const at::Tensor& last_tokens,                       \
+            const at::Tensor& thinking_tokens, const at::Tensor& marker_tokens,            \
+            const at::Tensor& steps, const at::Tensor& in_think, const at::Tensor& braking, \
+            const at::Tensor& braked, const at::Tensor& brake_reason,                      \
+            const at::Tensor& ac_state, const at::Tensor& counted_until,                   \
+            const at::Tensor& brake_pos, const at::Tensor& token_class,                    \
+            const at::Tensor& transitions, const at::Tensor& match_len,                    \
+            const at::Tensor& step_mask, const at::Tensor& brake_ids, int64_t end_think_id, \
+            const at::Tensor& max_thinking_tokens, const at::Tensor& marker_ratio,         \
+            const at::Tensor& min_thinking_tokens, const at::Tensor& max_steps,            \
+            const at::Tensor& end_think_margin)
+MTA_BRAKING_STEP_ARGS(braking_step_cpu);
+
 #ifdef MTA_WITH_CUDA
+MTA_BRAKING_STEP_ARGS(braking_step_cuda);
 at::Tensor filter_logits_cuda(const at::Tensor& logits, const at::Tensor& temperature,
                               const at::Tensor& top_k, const at::Tensor& top_p,
                               const at::Tensor& min_p);

@@ -12,17 +12,27 @@ TORCH_LIBRARY(mta, m) {
   m.def(
       "sample(Tensor logits, Tensor temperature, Tensor top_k, Tensor top_p, Tensor min_p, "
       "Tensor uniform) -> (Tensor, Tensor)");
+  m.def(
+      "braking_step(Tensor(a!) logits, Tensor last_tokens, Tensor(b!) thinking_tokens, "
+      "Tensor(c!) marker_tokens, Tensor(d!) steps, Tensor(e!) in_think, Tensor(f!) braking, "
+      "Tensor(g!) braked, Tensor(h!) brake_reason, Tensor(i!) ac_state, "
+      "Tensor(j!) counted_until, Tensor(k!) brake_pos, Tensor token_class, "
+      "Tensor transitions, Tensor match_len, Tensor step_mask, Tensor brake_ids, "
+      "int end_think_id, Tensor max_thinking_tokens, Tensor marker_ratio, "
+      "Tensor min_thinking_tokens, Tensor max_steps, Tensor end_think_margin) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(mta, CPU, m) {
   m.impl("filter_logits", &mta::filter_logits_cpu);
   m.impl("sample", &mta::sample_cpu);
+  m.impl("braking_step", &mta::braking_step_cpu);
 }
 
 #ifdef MTA_WITH_CUDA
 TORCH_LIBRARY_IMPL(mta, CUDA, m) {
   m.impl("filter_logits", &mta::filter_logits_cuda);
   m.impl("sample", &mta::sample_cuda);
+  m.impl("braking_step", &mta::braking_step_cuda);
 }
 #endif
 

@@ -9,6 +9,7 @@ op (or the torch reference). ``MTA_BACKEND=reference|triton|cuda|cpp`` forces a 
 
 from mta_kernels._backend import BACKENDS, available_backends
 from mta_kernels._extension import extension_error, extension_loaded
+from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
 from mta_kernels.logprobs import linear_token_logprobs, token_logprobs
 from mta_kernels.rl import group_advantages, pass_at_k, policy_loss
 from mta_kernels.sampling import filter_logits, sample
@@ -17,6 +18,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "BrakingConfig",
+    "BrakingState",
+    "MarkerTables",
+    "braking_step",
     "available_backends",
     "extension_error",
     "extension_loaded",

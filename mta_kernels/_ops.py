@@ -23,3 +23,7 @@ def register_fakes() -> None:
     def _sample_fake(logits, temperature, top_k, top_p, min_p, uniform):
         B = logits.shape[0]
         return logits.new_empty((B,), dtype=torch.int64), logits.new_empty((B,), dtype=torch.float32)
+
+    @torch.library.register_fake("mta::braking_step")
+    def _braking_step_fake(logits, last_tokens, *state_tables_and_config):
+        return None  # mutates logits and the state in place, returns nothing

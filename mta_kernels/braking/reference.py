@@ -1,0 +1,131 @@
+"""Pure-torch reference of the braking step, vectorised over rows.
+
+The CPU fallback without the extension, the oracle the C++ and CUDA kernels are tested
+against, and the benchmarks' "torch reference". Nothing here loops over the vocabulary
+except the margin trigger's row max (and the write of the forced row).
+
+Semantics shared by every backend (the contract is DESIGN.md "Braking")
+-------------------------------------------------------------------------
+Stage 1, consume ``last_tokens[b]`` (negative: nothing to consume).
+  * Thinking, not braking: ``end_think_id`` ends thinking (it is not a thinking token).
+    Any other token: ``thinking_tokens += 1`` (its 1-based position ``t``); the automaton
+    advances (tokens outside the class map are class 0); if markers end here, with ``L``
+    the longest, ``marker_tokens += t - max(counted_until, t - L)`` and
+    ``counted_until = t`` (tokens covered by several occurrences count once); a step token
+    adds one to ``steps``.
+  * Braking: ``brake_pos += 1``; consuming ``end_think_id`` (or running past the forced
+    sequence) ends thinking and braking.
+Stage 2, for rows still thinking and not braking, the first trigger that holds starts
+  braking (``brake_pos = 0``, ``braked``, ``brake_reason``): 1 budget ``thinking_tokens >=
+  max_thinking_tokens`` (negative: off); 2 ratio ``thinking_tokens >= min_thinking_tokens``,
+  ``thinking_tokens > 0`` and ``marker_tokens / thinking_tokens >= marker_ratio`` (fp64
+  division; NaN or inf: off); 3 steps ``steps >= max_steps`` (negative: off); 4 margin
+  ``max(z) - z[end_think_id] <= end_think_margin`` on this step's logits in fp32 (NaN logits
+  count as -inf; NaN margin: off) — the log-softmax normaliser cancels, so only the row max
+  is read.
+Stage 3, braking rows: every logit becomes -inf except ``brake_ids[brake_pos]`` = 0.
+  Other rows are untouched.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["braking_step_reference"]
+
+_NEG_INF = float("-inf")
+
+
+def braking_step_reference(
+    logits: torch.Tensor,
+    last_tokens: torch.Tensor,
+    thinking_tokens: torch.Tensor,
+    marker_tokens: torch.Tensor,
+    steps: torch.Tensor,
+    in_think: torch.Tensor,
+    braking: torch.Tensor,
+    braked: torch.Tensor,
+    brake_reason: torch.Tensor,
+    ac_state: torch.Tensor,
+    counted_until: torch.Tensor,
+    brake_pos: torch.Tensor,
+    token_class: torch.Tensor,
+    transitions: torch.Tensor,
+    match_len: torch.Tensor,
+    step_mask: torch.Tensor,
+    brake_ids: torch.Tensor,
+    end_think_id: int,
+    max_thinking_tokens: torch.Tensor,
+    marker_ratio: torch.Tensor,
+    min_thinking_tokens: torch.Tensor,
+    max_steps: torch.Tensor,
+    end_think_margin: torch.Tensor | None,
+) -> None:
+    """Same arguments as ``torch.ops.mta.braking_step``; mutates logits and state in place.
+
+    ``end_think_margin=None`` skips the margin trigger (no read of the rows).
+    """
+    V_tab = token_class.shape[0]
+    K = brake_ids.shape[0]
+    tok = last_tokens.long()
+    valid = tok >= 0
+    in_range = valid & (tok < V_tab)
+    safe = torch.where(in_range, tok, torch.zeros_like(tok))
+    cls = torch.where(in_range, token_class[safe].long(), torch.zeros_like(tok))
+    is_step = in_range & step_mask[safe]
+    is_end = tok == end_think_id
+
+    # Stage 1: consume.
+    thinking = valid & in_think & ~braking
+    ends = thinking & is_end
+    cons = thinking & ~is_end
+    t = thinking_tokens + cons.long()
+    nstate = torch.where(cons, transitions[ac_state.long(), cls].long(), ac_state.long())
+    L = match_len[nstate].long()
+    hit = cons & (L > 0)
+    added = t - torch.maximum(counted_until, t - L)
+    new_marker = marker_tokens + torch.where(hit, added, torch.zeros_like(added))
+    new_counted = torch.where(hit, t, counted_until)
+    new_steps = steps + (cons & is_step).long()
+
+    forcing = valid & in_think & braking
+    new_pos = brake_pos + forcing.long()
+    brake_done = forcing & (is_end | (new_pos >= K))
+    new_in_think = in_think & ~ends & ~brake_done
+    new_braking = braking & ~brake_done
+
+    # Stage 2: triggers, in order.
+    active = new_in_think & ~new_braking
+    budget = active & (max_thinking_tokens >= 0) & (t >= max_thinking_tokens)
+    ratio = (
+        active & (t >= min_thinking_tokens) & (t > 0)
+        & (new_marker.double() / t.clamp(min=1).double() >= marker_ratio.double())
+    )
+    many_steps = active & (max_steps >= 0) & (new_steps >= max_steps)
+    reason = torch.where(budget, 1, torch.where(ratio, 2, torch.where(many_steps, 3, 0)))
+    if end_think_margin is not None:
+        x = logits.float().nan_to_num(nan=_NEG_INF)
+        gap = x.amax(dim=1) - x[:, end_think_id]
+        margin = active & (gap <= end_think_margin)
+        reason = torch.where((reason == 0) & margin, 4, reason)
+    trigger = reason > 0
+    new_braking = new_braking | trigger
+    new_pos = torch.where(trigger, torch.zeros_like(new_pos), new_pos)
+
+    thinking_tokens.copy_(t)
+    marker_tokens.copy_(new_marker)
+    counted_until.copy_(new_counted)
+    steps.copy_(new_steps)
+    ac_state.copy_(nstate.to(ac_state.dtype))
+    in_think.copy_(new_in_think)
+    braking.copy_(new_braking)
+    braked.copy_(braked | trigger)
+    brake_reason.copy_(torch.where(trigger, reason.to(brake_reason.dtype), brake_reason))
+    brake_pos.copy_(new_pos)
+
+    # Stage 3: force the next brake token.
+    forced = brake_ids[new_pos.clamp(0, K - 1)].unsqueeze(1)
+    rows = new_braking.unsqueeze(1)
+    logits.masked_fill_(rows, _NEG_INF)
+    current = logits.gather(1, forced)
+    logits.scatter_(1, forced, torch.where(rows, torch.zeros_like(current), current))

@@ -1,0 +1,259 @@
+"""Marker tables for the braking step: a token-level Aho–Corasick automaton.
+
+Markers (SBT's overthinking phrases, "Wait", "Let me verify", ...) are matched on *token ids*,
+not text: every tokenisation of every phrase is one pattern. The automaton's goto and fail
+functions are folded into one dense transition table over token *classes*: each token that
+occurs in some marker gets its own class (1, 2, ...), every other token shares class 0. The
+tables are then ``[S, C]`` with ``S`` states and ``C`` classes (a few hundred each for SBT's
+26 markers), and one ``[V]`` int32 token->class map — small even at V = 152k.
+
+Per state, ``match_len`` is the length of the longest marker that ends there (following the
+fail chain, so a state also reports the markers that are its suffixes); 0 when none does.
+Every marker ending at a position is a suffix of the longest one, so the longest alone decides
+which tokens the occurrences ending there cover.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+
+__all__ = ["SBT_MARKERS", "MarkerTables", "DEFAULT_BRAKE_TEXT"]
+
+#: The 26 overthinking markers of Self-Braking Tuning (arXiv 2505.14604).
+SBT_MARKERS: tuple[str, ...] = (
+    "Another", "Backtrack", "But", "Check", "Going back", "Hmm", "Hmmm", "However", "Hold on",
+    "Instead of", "Just to be thorough", "Just to make sure", "Let me check",
+    "Let me just double-check", "Let me try another", "Let me verify", "Maybe",
+    "Maybe I can consider", "Maybe I should consider", "Might", "Not sure", "Perhaps",
+    "Recheck", "Retry", "Trace back", "Wait",
+)
+
+#: Forced text that ends thinking once a trigger fires (SBT's natural-language brake cue).
+DEFAULT_BRAKE_TEXT = "\n\nWait, I've verified my answer. No need to continue thinking.\n</think>\n\n"
+
+
+@dataclass
+class MarkerTables:
+    """Compiled marker automaton, step-delimiter set and brake sequence (tensors, movable).
+
+    Attributes
+    ----------
+    token_class : Tensor [V] int32
+        Class of each token; 0 for tokens in no marker.
+    transitions : Tensor [S, C] int32
+        Next automaton state from (state, class); state 0 is the root.
+    match_len : Tensor [S] int32
+        Length (in tokens) of the longest marker ending at each state, 0 if none.
+    step_mask : Tensor [V] bool
+        Tokens whose text contains the step delimiter.
+    brake_ids : Tensor [K] int64
+        The forced sequence; its last token is ``end_think_id``.
+    end_think_id : int
+        The token that ends thinking.
+    """
+
+    token_class: torch.Tensor
+    transitions: torch.Tensor
+    match_len: torch.Tensor
+    step_mask: torch.Tensor
+    brake_ids: torch.Tensor
+    end_think_id: int
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.token_class.shape[0])
+
+    @property
+    def num_states(self) -> int:
+        return int(self.transitions.shape[0])
+
+    @property
+    def max_forced_id(self) -> int:
+        """Largest token id the step may force (known on the host: no sync to validate)."""
+        return self._max_forced_id
+
+    @property
+    def device(self) -> torch.device:
+        return self.token_class.device
+
+    def __post_init__(self) -> None:
+        self._max_forced_id = max(int(self.end_think_id), *[int(t) for t in self.brake_ids.cpu().tolist()])
+
+    def to(self, device: torch.device | str) -> MarkerTables:
+        """A copy with every tensor on ``device``."""
+        out = MarkerTables(**{
+            f.name: (getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), torch.Tensor)
+                     else getattr(self, f.name))
+            for f in fields(self)
+        })
+        return out
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_token_ids(
+        cls,
+        markers: Iterable[Sequence[int]],
+        step_token_ids: Iterable[int],
+        end_think_id: int,
+        brake_ids: Sequence[int],
+        vocab_size: int,
+    ) -> MarkerTables:
+        """Compile token-id marker sequences into the automaton tables.
+
+        Parameters
+        ----------
+        markers : iterable of sequences of int
+            Each one tokenisation of one marker phrase (empty ones are ignored, duplicates
+            merge).
+        step_token_ids : iterable of int
+            Tokens whose text contains the step delimiter.
+        end_think_id : int
+            The token that ends thinking.
+        brake_ids : sequence of int
+            The forced sequence; must end with ``end_think_id``.
+        vocab_size : int
+            Size of the token->class map (tokens at or above it are class 0, never steps).
+
+        Examples
+        --------
+        >>> t = MarkerTables.from_token_ids([[5, 6], [6]], [9], 3, [7, 3], vocab_size=10)
+        >>> t.match_len.tolist()  # root, "5", "5 6", "6"
+        [0, 0, 2, 1]
+        """
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+            raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+
+        def check_id(t: object, name: str) -> int:
+            if isinstance(t, bool) or not isinstance(t, int) and not (isinstance(t, torch.Tensor) and t.dim() == 0):
+                raise TypeError(f"{name} must hold ints, got {type(t).__name__}")
+            t = int(t)
+            if not 0 <= t < vocab_size:
+                raise ValueError(f"{name} holds token id {t}, outside [0, vocab_size={vocab_size})")
+            return t
+
+        pats = []
+        for m in markers:
+            if isinstance(m, (str, bytes)):
+                raise TypeError("markers must be sequences of token ids (use from_tokenizer for text)")
+            p = tuple(check_id(t, "markers") for t in m)
+            if p:
+                pats.append(p)
+        end_think_id = check_id(end_think_id, "end_think_id")
+        brake = [check_id(t, "brake_ids") for t in brake_ids]
+        if not brake or brake[-1] != end_think_id:
+            raise ValueError(f"brake_ids must be non-empty and end with end_think_id={end_think_id}, got {brake}")
+        steps = [check_id(t, "step_token_ids") for t in step_token_ids]
+
+        # Token classes: first-seen order, deterministic.
+        classes: dict[int, int] = {}
+        for p in pats:
+            for t in p:
+                classes.setdefault(t, len(classes) + 1)
+        C = len(classes) + 1
+        # Trie.
+        children: list[dict[int, int]] = [{}]
+        depth = [0]
+        terminal = [0]
+        for p in pats:
+            s = 0
+            for t in p:
+                c = classes[t]
+                nxt = children[s].get(c)
+                if nxt is None:
+                    nxt = len(children)
+                    children[s][c] = nxt
+                    children.append({})
+                    depth.append(depth[s] + 1)
+                    terminal.append(0)
+                s = nxt
+            terminal[s] = len(p)
+        S = len(children)
+        # BFS: fail links folded into a dense goto table.
+        trans = [[0] * C for _ in range(S)]
+        match = [0] * S
+        fail = [0] * S
+        queue: deque[int] = deque()
+        for c, nxt in children[0].items():
+            trans[0][c] = nxt
+            queue.append(nxt)
+        while queue:
+            s = queue.popleft()
+            match[s] = max(terminal[s], match[fail[s]])
+            row, frow = trans[s], trans[fail[s]]
+            for c in range(C):
+                nxt = children[s].get(c)
+                if nxt is None:
+                    row[c] = frow[c]
+                else:
+                    fail[nxt] = frow[c]
+                    row[c] = nxt
+                    queue.append(nxt)
+        token_class = torch.zeros(vocab_size, dtype=torch.int32)
+        if classes:
+            token_class[torch.tensor(list(classes), dtype=torch.int64)] = torch.arange(1, C, dtype=torch.int32)
+        step_mask = torch.zeros(vocab_size, dtype=torch.bool)
+        if steps:
+            step_mask[torch.tensor(steps, dtype=torch.int64)] = True
+        return cls(
+            token_class=token_class,
+            transitions=torch.tensor(trans, dtype=torch.int32).reshape(S, C),
+            match_len=torch.tensor(match, dtype=torch.int32),
+            step_mask=step_mask,
+            brake_ids=torch.tensor(brake, dtype=torch.int64),
+            end_think_id=end_think_id,
+        )
+
+    @classmethod
+    def from_tokenizer(
+        cls,
+        tokenizer,
+        markers: Iterable[str] = SBT_MARKERS,
+        step_delimiter: str = "\n\n",
+        end_think: str = "</think>",
+        brake_text: str = DEFAULT_BRAKE_TEXT,
+        vocab_size: int | None = None,
+    ) -> MarkerTables:
+        """Build the tables from text with a Hugging Face tokenizer.
+
+        Every tokenisation the tokenizer produces for each phrase is a pattern: the phrase as
+        written, lower-cased first letter and capitalised, each with and without a leading
+        space. Step tokens are the vocabulary tokens whose decoded text contains
+        ``step_delimiter``. ``end_think`` must be a single token (added to the tokenizer
+        as a special token if the model uses one). ``brake_text`` must end with ``end_think``
+        followed only by whitespace; what follows ``end_think`` is not forced.
+
+        ``vocab_size`` defaults to ``len(tokenizer)``; pass the model's (often padded)
+        logits width if larger.
+        """
+        def encode(text: str) -> list[int]:
+            return list(tokenizer.encode(text, add_special_tokens=False))
+
+        end_ids = encode(end_think)
+        if len(end_ids) != 1:
+            raise ValueError(f"end_think={end_think!r} must be one token, the tokenizer gives {end_ids}")
+        end_id = end_ids[0]
+        cut = brake_text.rfind(end_think)
+        if cut < 0 or brake_text[cut + len(end_think):].strip():
+            raise ValueError(f"brake_text must end with end_think={end_think!r} (whitespace after it is dropped)")
+        head = brake_text[:cut]
+        brake_ids = (encode(head) if head else []) + [end_id]
+        pats: set[tuple[int, ...]] = set()
+        for phrase in markers:
+            if not isinstance(phrase, str):
+                raise TypeError(f"markers must be strings, got {type(phrase).__name__}")
+            if not phrase:
+                continue
+            for variant in {phrase, phrase[0].upper() + phrase[1:], phrase[0].lower() + phrase[1:]}:
+                for text in (variant, " " + variant):
+                    ids = tuple(encode(text))
+                    if ids:
+                        pats.add(ids)
+        V = len(tokenizer) if vocab_size is None else int(vocab_size)
+        n = len(tokenizer)
+        decoded = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
+        steps = [i for i, text in enumerate(decoded) if step_delimiter in text]
+        return cls.from_token_ids(sorted(pats), steps, end_id, brake_ids, V)

@@ -1,0 +1,366 @@
+"""Braking step: automaton vs a brute-force matcher, backends vs the reference, the
+LogitsProcessor and vLLM adapters vs braking_step, trigger edge cases and bad inputs."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import mta_kernels as mk
+from conftest import DEVICE
+from mta_kernels.braking import (
+    SBT_MARKERS,
+    BrakingConfig,
+    BrakingState,
+    MarkerTables,
+    braking_step,
+    braking_step_reference,
+)
+from mta_kernels.braking.processors import BrakingLogitsProcessor, VllmBrakingLogitsProcessor
+
+NEG_INF = float("-inf")
+KERNELS = [b for b in mk.available_backends(DEVICE) if b in ("cpp", "cuda")]
+BACKENDS = ["reference", *KERNELS]
+
+
+# --------------------------------------------------------------------------- helpers
+def brute_coverage(stream: list[int], patterns: list[tuple[int, ...]]) -> list[int]:
+    """marker_tokens after each prefix: positions covered by occurrences inside the prefix."""
+    out, covered = [], set()
+    for t in range(1, len(stream) + 1):
+        for p in patterns:
+            L = len(p)
+            if L <= t and tuple(stream[t - L:t]) == p:
+                covered.update(range(t - L, t))
+        out.append(len(covered))
+    return out
+
+
+def run_stream(stream, tables, backend, monkeypatch, device=DEVICE):
+    """Consume ``stream`` in one row (no triggers) and record marker_tokens after each token."""
+    monkeypatch.setenv("MTA_BACKEND", backend)
+    tables = tables.to(device)
+    state = BrakingState.new(1, device)
+    cfg = BrakingConfig()
+    counts, steps = [], []
+    for tok in stream:
+        braking_step(torch.zeros(1, tables.vocab_size, device=device), torch.tensor([tok], device=device),
+                     state, tables, cfg)
+        counts.append(int(state.marker_tokens[0]))
+        steps.append(int(state.steps[0]))
+    return counts, steps, state
+
+
+def random_patterns(rng, alphabet, n, max_len=4):
+    return [tuple(rng.choice(alphabet) for _ in range(rng.randint(1, max_len))) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------- automaton
+@pytest.mark.parametrize("seed", range(6))
+def test_automaton_matches_brute_force_synthetic(seed, monkeypatch):
+    rng = random.Random(seed)
+    V = 40
+    alphabet = list(range(3, 3 + 2 + seed))  # few symbols: dense, overlapping matches
+    patterns = random_patterns(rng, alphabet, 3 + seed)
+    step_ids = [alphabet[0], 30]
+    tables = MarkerTables.from_token_ids(patterns, step_ids, 1, [2, 1], V)
+    assert tables.token_class.shape == (V,) and int(tables.token_class.max()) <= len(alphabet)
+    stream = [rng.choice(alphabet + [20, 30, 39]) for _ in range(120)]
+    want = brute_coverage(stream, list(set(patterns)))
+    want_steps = [sum(t in step_ids for t in stream[:i + 1]) for i in range(len(stream))]
+    for backend in BACKENDS:
+        counts, steps, state = run_stream(stream, tables, backend, monkeypatch)
+        assert counts == want, backend
+        assert steps == want_steps, backend
+        assert int(state.thinking_tokens[0]) == len(stream)
+
+
+def test_overlaps_counted_once():
+    # "5 6" and "6 7" overlap on 6; "5 6 7" covers 3 tokens, not 4.
+    tables = MarkerTables.from_token_ids([[5, 6], [6, 7]], [], 1, [1], 10)
+    assert brute_coverage([5, 6, 7], [(5, 6), (6, 7)]) == [0, 2, 3]
+    state = BrakingState.new(1)
+    for tok in [5, 6, 7]:
+        braking_step(torch.zeros(1, 10), torch.tensor([tok]), state, tables, BrakingConfig())
+    assert int(state.marker_tokens[0]) == 3
+
+
+@pytest.fixture(scope="module")
+def smol_tokenizer():
+    from mta.models import load_smollm2
+
+    return load_smollm2()[1]
+
+
+def test_automaton_on_smollm2_tokenizer(smol_tokenizer, monkeypatch):
+    tok = smol_tokenizer
+    tables = MarkerTables.from_tokenizer(tok, end_think="<|im_end|>", brake_text="\n\nOkay, done.<|im_end|>")
+    # The patterns, derived independently: every variant, with and without a leading space.
+    patterns = set()
+    for m in SBT_MARKERS:
+        for v in {m, m[0].lower() + m[1:], m[0].upper() + m[1:]}:
+            for text in (v, " " + v):
+                patterns.add(tuple(tok.encode(text, add_special_tokens=False)))
+    text = ("Let me compute 12 * 7 = 84.\n\nWait, let me verify: 12 * 7 is 84. Hmm, but maybe I should "
+            "consider 7 * 12.\n\nHowever, Let me just double-check. Perhaps. Just to make sure, recheck it."
+            "\n\nAnother way: Hold on, not sure; trace back. Waiting is not a marker-free word.")
+    stream = tok.encode(text, add_special_tokens=False)
+    want = brute_coverage(stream, sorted(patterns))
+    assert want[-1] > 20
+    for backend in BACKENDS:
+        counts, steps, _ = run_stream(stream, tables, backend, monkeypatch)
+        assert counts == want, backend
+        # SmolLM2 splits "\n\n" before a word into two "\n" tokens: only tokens whose own
+        # text holds the delimiter are steps (DESIGN.md), so this stream may count none.
+        assert steps[-1] == sum(bool(tables.step_mask[t]) for t in stream)
+    assert int(tables.step_mask.sum()) > 0
+    assert tables.brake_ids[-1].item() == 2 and tables.transitions.numel() < 100_000
+
+
+def test_tables_small_at_qwen_vocab():
+    rng = random.Random(0)
+    patterns = [tuple(rng.randrange(151936) for _ in range(rng.randint(1, 5))) for _ in range(150)]
+    t = MarkerTables.from_token_ids(patterns, [271, 382], 151668, [151668], 151936)
+    assert t.token_class.dtype == torch.int32 and t.token_class.shape == (151936,)
+    assert t.transitions.numel() * 4 < 2_000_000
+
+
+# --------------------------------------------------------------------------- backends equal
+def random_run(backend, monkeypatch, *, dtype, seed, B=9, V=50, steps=60, margin=True):
+    monkeypatch.setenv("MTA_BACKEND", backend)
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    patterns = random_patterns(rng, [3, 4, 5, 6], 6)
+    tables = MarkerTables.from_token_ids(patterns, [7, 8], 1, [9, 10, 11, 1], V - 3).to(DEVICE)
+    state = BrakingState.new(B, DEVICE, in_think=torch.tensor([i != 2 for i in range(B)]))
+    history = []
+    last = None
+    for step in range(steps):
+        logits = (torch.randn(B, V, generator=g) * 3).to(dtype)
+        logits[0, 5] = float("nan")
+        if step % 7 == 3:
+            logits[1, :] = float("nan")
+        cfg = BrakingConfig(  # per-row and changed between steps
+            max_thinking_tokens=torch.tensor([rng.choice([-1, 10, 25, 40, 100]) for _ in range(B)]),
+            marker_ratio=rng.choice([None, 0.3, torch.rand(B, generator=g) * 0.6 + 0.2]),
+            min_thinking_tokens=rng.choice([0, 5]),
+            max_steps=rng.choice([None, 4, torch.randint(-1, 8, (B,), generator=g)]),
+            end_think_margin=(rng.choice([None, 1.0, torch.rand(B, generator=g) * 3]) if margin else None),
+        )
+        logits = logits.to(DEVICE)
+        braking_step(logits, last, state, tables, cfg)
+        history.append((logits.cpu(), [t.cpu().clone() for t in state.tensors()]))
+        probs = torch.softmax(logits.float().cpu().nan_to_num(nan=NEG_INF), -1).nan_to_num(1.0 / V)
+        nxt = torch.multinomial(probs + 1e-9, 1, generator=g).squeeze(1)
+        nxt[3] = rng.choice([-1, V - 1, V - 2, 1, 3])  # no token, outside the tables, end, marker
+        last = nxt.to(DEVICE)
+    return history
+
+
+@pytest.mark.parametrize("backend", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_backends_equal_reference(backend, dtype, seed, monkeypatch):
+    ref = random_run("reference", monkeypatch, dtype=dtype, seed=seed)
+    out = random_run(backend, monkeypatch, dtype=dtype, seed=seed)
+    reasons = set()
+    for (rl, rs), (ol, os_) in zip(ref, out):
+        torch.testing.assert_close(ol, rl, equal_nan=True, rtol=0, atol=0)
+        for a, b in zip(os_, rs):
+            assert torch.equal(a, b)
+        reasons |= set(rs[6].tolist())
+    assert len(reasons - {0}) >= 2  # several triggers are exercised
+
+
+# --------------------------------------------------------------------------- processors
+def test_logits_processor_equals_braking_step(monkeypatch):
+    B, V = 5, 40
+    tables = MarkerTables.from_token_ids([[3, 4], [4]], [6], 1, [7, 1], V)
+    cfg = BrakingConfig(max_thinking_tokens=torch.tensor([3, 50, 50, 50, 0]), marker_ratio=0.5, min_thinking_tokens=4)
+    proc = BrakingLogitsProcessor(tables, cfg)
+    state = BrakingState.new(B)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.zeros(B, 2, dtype=torch.long)
+    for step in range(20):
+        logits = torch.randn(B, V, generator=g)
+        want = braking_step(logits.clone(), None if step == 0 else ids[:, -1], state, tables, cfg)
+        got = proc(ids, logits.clone())
+        assert torch.equal(got, want)
+        nxt = torch.where(torch.isinf(want).any(1), want.argmax(1), torch.randint(2, 8, (B,), generator=g))
+        ids = torch.cat([ids, nxt[:, None]], 1)
+    for a, b in zip(proc.state.tensors(), state.tensors()):
+        assert torch.equal(a, b)
+    # A new generate call (another batch size) starts over.
+    proc.cfg = BrakingConfig(max_thinking_tokens=3)
+    proc(torch.zeros(2, 3, dtype=torch.long), torch.randn(2, V))
+    assert proc.state.batch_size == 2 and int(proc.state.thinking_tokens.sum()) == 0
+
+
+class _Dir:  # stand-in for vllm's MoveDirectionality
+    def __init__(self, name):
+        self.name = name
+
+
+def test_vllm_adapter_with_stand_in_interface():
+    V = 30
+    tables = MarkerTables.from_token_ids([[3]], [6], 1, [7, 1], V)
+    proc = VllmBrakingLogitsProcessor(None, "cpu", False, tables=tables, capacity=4)
+    assert not proc.is_argmax_invariant()
+    out_a, out_b = [], []
+    params_a = SimpleNamespace(extra_args={"braking": {"max_thinking_tokens": 2}})
+    params_b = SimpleNamespace(extra_args=None)
+    upd = SimpleNamespace(batch_size=2, added=[(0, params_a, [1], out_a), (1, params_b, [1], out_b)], removed=[], moved=[])
+    proc.update_state(upd)
+    forced, slot = [], {"a": 0, "b": 1}
+    outs = {"a": out_a, "b": out_b}
+    for step in range(5):
+        res = proc.apply(torch.zeros(2, V))
+        ra, rb = res[slot["a"]], res[slot["b"]]
+        assert torch.equal(rb, torch.zeros(V))  # never thinking: untouched
+        tok = int(ra.argmax()) if torch.isinf(ra).any() else 4
+        if torch.isinf(ra).any():
+            forced.append(tok)
+        outs["a"].append(tok)
+        outs["b"].append(5)
+        if step == 1:  # swap the two slots mid-generation
+            proc.update_state(SimpleNamespace(batch_size=2, added=[], removed=[], moved=[(0, 1, _Dir("SWAP"))]))
+            slot = {"a": 1, "b": 0}
+    assert forced == [7, 1]
+    assert int(proc.state.brake_reason[1]) == 1 and not bool(proc.state.in_think[1])
+    VllmBrakingLogitsProcessor.validate_params(params_a)
+    with pytest.raises(TypeError):
+        VllmBrakingLogitsProcessor.validate_params(SimpleNamespace(extra_args={"braking": {"bogus": 1}}))
+
+
+# --------------------------------------------------------------------------- edge cases
+@pytest.fixture
+def small():
+    return MarkerTables.from_token_ids([[3, 4]], [6], 1, [7, 8, 9, 1], 12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_budget_zero_brakes_at_once_and_forces_whole_brake_text(backend, small, monkeypatch):
+    monkeypatch.setenv("MTA_BACKEND", backend)
+    state = BrakingState.new(2)
+    cfg = BrakingConfig(max_thinking_tokens=torch.tensor([0, 2]))
+    last, forced = None, [[], []]
+    for _ in range(7):
+        logits = torch.randn(2, 12)
+        braking_step(logits, last, state, small, cfg)
+        for b in range(2):
+            if torch.isinf(logits[b]).any():
+                assert (logits[b] == 0).sum() == 1 and torch.isinf(logits[b]).sum() == 11
+                forced[b].append(int(logits[b].argmax()))
+        last = torch.where(torch.isinf(logits).any(1), logits.argmax(1), torch.tensor(5))
+    # Brake text (4 tokens) longer than the remaining budget: forced in full after it.
+    assert forced == [[7, 8, 9, 1], [7, 8, 9, 1]]
+    assert state.brake_reason.tolist() == [1, 1] and state.braked.all() and not state.in_think.any()
+    assert state.thinking_tokens.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_natural_end_phases_and_untouched_rows(backend, small, monkeypatch):
+    monkeypatch.setenv("MTA_BACKEND", backend)
+    state = BrakingState.new(4, in_think=torch.tensor([True, True, False, True]))
+    cfg = BrakingConfig(max_thinking_tokens=torch.tensor([100, 100, 100, 1]), max_steps=torch.tensor([-1, 2, -1, -1]))
+    seq = [torch.tensor(x) for x in ([-1, -1, -1, -1], [5, 6, 5, 5], [1, 6, 5, 7])]
+    for last in seq:
+        logits = torch.randn(4, 12)
+        before = logits.clone()
+        braking_step(logits, last, state, small, cfg)
+        assert torch.equal(logits[2], before[2])  # never thinking
+    assert state.in_think.tolist() == [False, True, False, True]  # row 0 ended naturally
+    assert not state.braked[0] and state.brake_reason.tolist() == [0, 3, 0, 1]
+    assert state.thinking_tokens.tolist() == [1, 2, 0, 1] and state.brake_pos.tolist() == [0, 0, 0, 1]
+    # Row 0 after thinking: untouched from now on.
+    logits = torch.randn(4, 12)
+    before = logits.clone()
+    braking_step(logits, torch.tensor([1, 7, 1, 8]), state, small, cfg)
+    assert torch.equal(logits[0], before[0]) and torch.equal(logits[2], before[2])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ratio_min_tokens_and_margin(backend, small, monkeypatch):
+    monkeypatch.setenv("MTA_BACKEND", backend)
+    state = BrakingState.new(2)
+    cfg = BrakingConfig(marker_ratio=0.5, min_thinking_tokens=4)
+    for tok in [3, 4, 5]:  # 2/3 covered but below min_thinking_tokens
+        braking_step(torch.zeros(2, 12), torch.tensor([tok, 5]), state, small, cfg)
+    assert not state.braking.any()
+    braking_step(torch.zeros(2, 12), torch.tensor([5, 5]), state, small, cfg)  # 2/4 = 0.5
+    assert state.brake_reason.tolist() == [2, 0]
+    # Margin: row 1 has end_think within 0.5 of the max.
+    logits = torch.zeros(2, 12)
+    logits[1, 0], logits[1, 1] = 3.0, 2.6
+    braking_step(logits, torch.tensor([7, 5]), state, small, BrakingConfig(end_think_margin=torch.tensor([-NEG_INF, 0.5])))
+    assert state.brake_reason.tolist() == [2, 4] and logits[1].argmax() == 7
+
+
+def test_margin_off_leaves_thinking_rows_alone(small):
+    state = BrakingState.new(1)
+    logits = torch.full((1, 12), float("nan"))
+    braking_step(logits, None, state, small, BrakingConfig())
+    assert logits.isnan().all() and not state.braking.any()
+
+
+# --------------------------------------------------------------------------- bad inputs
+def test_bad_inputs_name_the_argument(small):
+    state = BrakingState.new(2)
+    cfg = BrakingConfig()
+    with pytest.raises(TypeError, match="logits"):
+        braking_step(torch.zeros(2, 12, dtype=torch.int64), None, state, small, cfg)
+    with pytest.raises(ValueError, match="logits"):
+        braking_step(torch.zeros(2, 12)[:, ::2], None, state, small, cfg)
+    with pytest.raises(ValueError, match="state"):
+        braking_step(torch.zeros(3, 12), None, state, small, cfg)
+    with pytest.raises(ValueError, match="last_tokens"):
+        braking_step(torch.zeros(2, 12), torch.zeros(3, dtype=torch.long), state, small, cfg)
+    with pytest.raises(TypeError, match="last_tokens"):
+        braking_step(torch.zeros(2, 12), torch.zeros(2), state, small, cfg)
+    with pytest.raises(ValueError, match="vocabulary"):
+        braking_step(torch.zeros(2, 8), None, state, small, cfg)
+    with pytest.raises(ValueError, match="max_thinking_tokens"):
+        braking_step(torch.zeros(2, 12), None, state, small, BrakingConfig(max_thinking_tokens=torch.zeros(3, dtype=torch.long)))
+    with pytest.raises(TypeError, match="max_steps"):
+        braking_step(torch.zeros(2, 12), None, state, small, BrakingConfig(max_steps=2.5))
+    with pytest.raises(ValueError, match="marker_ratio"):
+        braking_step(torch.zeros(2, 12), None, state, small, BrakingConfig(marker_ratio=-0.1))
+    with pytest.raises(TypeError, match="cfg"):
+        braking_step(torch.zeros(2, 12), None, state, small, {"max_steps": 3})
+    with pytest.raises(ValueError, match="brake_ids"):
+        MarkerTables.from_token_ids([[3]], [], 1, [7, 8], 12)
+    with pytest.raises(ValueError, match="markers"):
+        MarkerTables.from_token_ids([[3, 99]], [], 1, [1], 12)
+    with pytest.raises(TypeError, match="markers"):
+        MarkerTables.from_token_ids(["Wait"], [], 1, [1], 12)
+    with pytest.raises(ValueError, match="in_think"):
+        BrakingState.new(2, in_think=torch.ones(3, dtype=torch.bool))
+
+
+# --------------------------------------------------------------------------- op registration
+@pytest.mark.skipif("cpp" not in KERNELS and "cuda" not in KERNELS, reason="C++ extension not loaded")
+def test_opcheck(small):
+    t = small.to(DEVICE)
+    B = 3
+    state = BrakingState.new(B, DEVICE)
+    cfg = BrakingConfig(max_thinking_tokens=torch.tensor([0, 5, 5]), end_think_margin=1.0)
+    params = cfg.normalised(B, torch.device(DEVICE))
+    args = (torch.randn(B, 12, device=DEVICE), torch.tensor([3, 4, -1], device=DEVICE), *state.tensors(),
+            t.token_class, t.transitions, t.match_len, t.step_mask, t.brake_ids, t.end_think_id,
+            *(p.clone() for p in params))
+    torch.library.opcheck(torch.ops.mta.braking_step.default, args)
+
+
+def test_reference_matches_spec_order_of_triggers():
+    # Budget wins over ratio and steps when several hold at once.
+    t = MarkerTables.from_token_ids([[3]], [3], 1, [1], 8)
+    state = BrakingState.new(1)
+    logits = torch.zeros(1, 8)
+    braking_step_reference(
+        logits, torch.tensor([3]), *state.tensors(), t.token_class, t.transitions, t.match_len, t.step_mask,
+        t.brake_ids, 1, torch.tensor([1]), torch.tensor([0.5]), torch.tensor([0]), torch.tensor([1]), None,
+    )
+    assert state.brake_reason.tolist() == [1] and logits[0, 1] == 0
