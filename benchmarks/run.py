@@ -40,6 +40,7 @@ FAMILIES = {
     "logprobs": "benchmarks.bench_logprobs",
     "generate": "benchmarks.bench_generate",
     "braking": "benchmarks.bench_braking",
+    "sbt": "benchmarks.bench_sbt",
 }
 
 

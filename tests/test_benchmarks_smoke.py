@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_sampling, run  # noqa: E402
+from benchmarks import bench_sampling, bench_sbt, run  # noqa: E402
 
 
 def test_runner_writes_json_markdown_and_plot(tmp_path, monkeypatch):
@@ -20,3 +20,17 @@ def test_runner_writes_json_markdown_and_plot(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == result["rows"]
     assert "| 1000 |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "sampling.png").stat().st_size > 1000
+
+
+def test_sbt_family(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_sbt, "cases", lambda mode: [bench_sbt.Case(3, (2,))])
+    monkeypatch.setattr(bench_sbt, "TARGET_TOKENS", 600)
+    monkeypatch.setattr(bench_sbt, "BUDGET_S", 0.05)
+    result = run.main(["--family", "sbt", "--quick", "--out", str(tmp_path)])
+    rows = result["rows"]
+    assert {(r["impl"], r["input"]) for r in rows} >= {
+        (bench_sbt.BASELINE, "tokenizer"), ("score_trace", "tokenizer"), ("score_traces", "tokenizer"),
+        (bench_sbt.BASELINE, "offsets"), ("score_traces", "offset arrays"), ("score_traces, 2 procs", "offset arrays")}
+    assert all(r["traces_per_s"] > 0 and r["mean_tokens"] >= 600 for r in rows)
+    assert "| score_traces | offset arrays |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "sbt.png").stat().st_size > 1000

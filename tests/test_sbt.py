@@ -170,3 +170,190 @@ def test_bad_arguments(tok):
         build_example(r["trace"], r["gold"], "sbt-e", tok, masked_steps=-1)
     with pytest.raises(ValueError, match="tau1"):
         build_example(r["trace"], r["gold"], "sbt-d", tok, tau1=0.3, tau2=0.2)
+
+
+# --- fast paths against the reference ---------------------------------------------------------
+
+import random  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from mta.sbt import batch_token_offsets, score_trace_reference, score_traces  # noqa: E402
+from mta.sbt import markers as mk  # noqa: E402
+from mta.sbt import scoring  # noqa: E402
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except TraceError as exc:
+        return ("error", exc.reason)
+
+
+def _as_outcomes(results):
+    return [("error", r.reason) if isinstance(r, TraceError) else r for r in results]
+
+
+def _long_traces(n, steps_per_trace=60):
+    """Long traces as in benchmarks/bench_sbt.py: a sample's steps among other samples' steps."""
+    recs = [r for r in _records().values() if r["id"].startswith(("gsm8k", "math"))]
+    steps = [split_trace(r["trace"]) for r in recs]
+    out = []
+    for i in range(n):
+        own = [steps[i].thinking[s:e] for s, e in steps[i].steps]
+        filler = [t.thinking[s:e] for j, t in enumerate(steps) if j != i for s, e in t.steps][: steps_per_trace]
+        cut = len(filler) * (i % 5) // 5
+        body = "\n\n".join(filler[:cut] + own + filler[cut:])
+        out.append((f"<think>\n{body}\n</think>\n\n{steps[i].answer}", recs[i]["gold"]))
+    return out
+
+
+EDGE_CASES = [
+    ("<think>\n\n</think>\n\n2", "2"),                                   # empty thinking
+    ("<think>\nJust 2+2=4.\n</think>\n\n4", "4"),                        # no marker ("Just" alone is none)
+    ("<think>\n7*6 is 48.\n\nWait, 48.\n</think>\n\n48", "42"),            # never correct
+    ("<think>\nNo numbers here at all.\n\nHmm.\n</think>\n\nx", "5"),        # no number, never correct
+    ("<think>\n“Wait,” she said — 18 apples… Hmm, ١٨ again.\n\nİ think: ſo 18.\n</think>\n\n18", "18"),
+    ("<think>\nThe total is ١٨ dollars.\n\nWait: 18.\n</think>\n\n18", "18"),   # Arabic-Indic digits
+    ("<think>\nWe get 36/2.\n\nBut 18 it is.\n</think>\n\n18", "18"),          # a fraction equal to the gold
+    ("<think>\nSo \\dfrac{36}{2} here.\n\nCheck: 18.\n</think>\n\n18", "18"),
+    ("<think>\n16-3 = 13.\n\nMaybe it is: -3.\n</think>\n\n-3", "-3"),      # binary minus vs sign
+    ("<think>\nAbout 1,000 apples.\n\nHmm, 1000.\n</think>\n\n1000", "1,000"),
+    ("<think>\nIt is 0018.00 or so.\n\nWait, 18.\n</think>\n\n18", "18"),     # leading / trailing zeros
+    ("<think>\nHalf: 0.50 of it.\n\nSo 1/2.\n</think>\n\n0.5", "0.5"),
+    ("<think>\nThat gives 2.25.\n\nHmm, 9/4.\n</think>\n\n2.25", "2.25"),
+    ("<think>\nThe sum is 0.\n\nWait, 0.\n</think>\n\n0", "0"),
+    ("<think>\nOne third: 1/3.\n\nHmm, \\frac{2}{6}.\n</think>\n\n1/3", "\\frac{1}{3}"),
+    ("<think>\nx equals 2 here.\n\nBut then $\\sqrt{2}$.\n</think>\n\n\\sqrt{2}", "\\sqrt{2}"),  # non-numeric gold
+    ("<think>\nWait\n</think>\n\nx", "3"),
+    ("no close tag", "3"),
+    ("<think>\n2 + 2 = 4\n</think>\n\n4", None),                            # no gold
+]
+
+
+def test_fast_paths_equal_reference(tok):
+    cases = [(r.get("trace"), r.get("gold")) for r in _records().values()] + EDGE_CASES + _long_traces(6)
+    traces, golds = [t for t, _ in cases], [g for _, g in cases]
+    ref = [_outcome(lambda t=t, g=g: score_trace_reference(t, g, tok)) for t, g in cases]
+    one = [_outcome(lambda t=t, g=g: score_trace(t, g, tok)) for t, g in cases]
+    assert one == ref
+    assert _as_outcomes(score_traces(traces, golds, tok, errors="return")) == ref
+    # precomputed offsets: lists (as the tokenizer gives them) and integer arrays
+    ok = [i for i, r in enumerate(ref) if not isinstance(r, tuple)]
+    offs = batch_token_offsets(tok, [split_trace(traces[i]).thinking for i in ok])
+    assert offs == [tok.backend_tokenizer.encode(split_trace(traces[i]).thinking, add_special_tokens=False).offsets
+                    for i in ok]
+    arrays = [np.asarray(o, dtype=np.int32).reshape(-1, 2) for o in offs]
+    expect = [ref[i] for i in ok]
+    sub_t, sub_g = [traces[i] for i in ok], [golds[i] for i in ok]
+    assert [score_trace(t, g, offsets=o) for t, g, o in zip(sub_t, sub_g, offs)] == expect
+    assert [score_trace_reference(t, g, offsets=o) for t, g, o in zip(sub_t, sub_g, offs)] == expect
+    assert score_traces(sub_t, sub_g, offsets=offs) == expect
+    assert score_traces(sub_t, sub_g, offsets=arrays) == expect
+    # the edge cases say what they claim
+    by_trace = dict(zip(traces, ref))
+    assert by_trace[EDGE_CASES[0][0]] == ("error", "empty thinking")
+    assert by_trace[EDGE_CASES[1][0]].marker_tokens == 0
+    assert by_trace[EDGE_CASES[2][0]].score is None
+    assert by_trace[EDGE_CASES[5][0]].first_correct_step == 2  # ١٨ has the value, math-verify says no
+    assert by_trace[EDGE_CASES[6][0]].first_correct_step == 1  # 36/2
+    assert by_trace[EDGE_CASES[8][0]].first_correct_step == 2  # "16-3" is no -3
+
+
+def test_score_traces_process_pool(tok):
+    cases = [(r.get("trace"), r.get("gold")) for r in _records().values()] + EDGE_CASES
+    traces, golds = [t for t, _ in cases], [g for _, g in cases]
+    expect = _as_outcomes(score_traces(traces, golds, tok, errors="return"))
+    assert _as_outcomes(score_traces(traces, golds, tok, errors="return", workers=2, chunk_size=8)) == expect
+
+
+def test_score_traces_arguments(tok):
+    t, g = EDGE_CASES[1]
+    with pytest.raises(TraceError, match="empty thinking"):
+        score_traces([t, EDGE_CASES[0][0]], [g, "2"], tok)
+    with pytest.raises(ValueError, match="golds"):
+        score_traces([t], [g, g], tok)
+    with pytest.raises(ValueError, match="offsets"):
+        score_traces([t], [g], offsets=[])
+    with pytest.raises(ValueError, match="tokenizer"):
+        score_traces([t], [g])
+    with pytest.raises(ValueError, match="errors"):
+        score_traces([t], [g], tok, errors="ignore")
+    with pytest.raises(ValueError, match="beta"):
+        score_traces([t], [g], tok, beta=-1)
+    with pytest.raises(ValueError, match="workers"):
+        score_traces([t], [g], tok, workers=0)
+    with pytest.raises(ValueError, match="anchor"):
+        score_traces([t], [g], tok, anchor="nowhere")
+    assert score_traces([], [], tok) == []
+
+
+def _random_text(rng, pieces, n):
+    return "".join(rng.choice(pieces) for _ in range(rng.randint(0, n)))
+
+
+MARKER_PIECES = [
+    "Wait", "wait", "WAIT", "but", "But", "Hmm", "hmmm", "Hmmmm", "maybe I should consider", "Maybe",
+    "Let me just double-check", "double check", "let me   check", "Check", "Butter", "_But", "(Wait", "“Hmm",
+    "*Wait*", ". ", ", ", "—", "-", "–", "…", "\n", "\n\n", " ", "\t", "x", "18", "the", ":", ";", "!", "?", "'",
+    '"', "ſ", "İ", "K", "Hold on", "hold\ton", "Going  back", "perhaps", "Not sure", "not", "sure", "Trace back",
+    "Retry", "Recheck", "re", "check", "Instead of", "_", "(", "[", "{", "`", "é", "Just to be thorough",
+]
+
+
+def test_marker_fast_path_equals_every_position_rule():
+    rng = random.Random(0)
+    c = mk._compiled(mk.SBT_MARKERS)
+    texts = [_random_text(rng, MARKER_PIECES, 30) for _ in range(4000)]
+    texts += [split_trace(t).thinking for t, _ in _long_traces(3)]
+    for text in texts:
+        ref = mk._find_markers_every_position(text, c, "sentence")
+        assert find_markers(text) == ref, text
+        assert marker_spans(text) == mk.merge_spans(ref), text
+    # custom markers starting with punctuation take the every-position path
+    assert find_markers("ok. (aside) and (aside)", markers=["(aside)"]) == [mk.MarkerMatch(4, 11, "(aside)")]
+
+
+NUMBER_PIECES = ["18", "180", "1,800", "18.0", "018", "36/2", "36 / 2", "\\frac{36}{2}", "\\dfrac{-36}{2}", "-18", "16-18",
+                 "x18", "1.18", "0", "0.5", "1/2", "2.25", "9/4", "١٨", "٣", " ", "\n\n", ".", ",", "$", "=", "a", "(", ")",
+                 "7", "1,000", "1000", "0,018", "3", "-3", "\\frac{1}{3}", "2/6", "/", "frac", "\n"]
+
+
+def test_answer_scan_equals_checking_every_step():
+    rng = random.Random(1)
+    golds = ["18", "-18", "1,000", "0.5", "2.25", "0", "3", "-3", "\\frac{1}{3}", "7", "1000"]
+    checkers = [AnswerChecker(g) for g in golds]
+    for _ in range(1500):
+        text = _random_text(rng, NUMBER_PIECES, 25).strip() or "x"
+        steps = split_steps(text)
+        for c in checkers:
+            every = [i for i, (s, e) in enumerate(steps) if c.contains_answer(text[s:e])]
+            assert c.correct_steps(text, steps, None) == every, (c.gold, text)
+            assert c.correct_steps(text, steps, 1) == every[:1]
+            num, den = c.value.numerator, c.value.denominator
+            for m in scoring._NUM.finditer(text):
+                assert scoring._value_is(m, text, num, den) == (scoring._fraction(m, text) == c.value)
+
+
+def test_gold_literal_needs_no_math_verify():
+    # the shortcut in AnswerChecker.contains_answer: math-verify accepts a plain literal
+    # against itself (its parse is never empty)
+    rng = random.Random(2)
+    literals = ["0", "7", "18", "007", "-3", "18.00", "0.5", "12345678901234567890", "-0.25"]
+    literals += [str(rng.randrange(10 ** rng.randint(1, 12))) for _ in range(40)]
+    literals += [f"{rng.randrange(1000)}.{rng.randrange(1000):03d}" for _ in range(20)]
+    for lit in literals:
+        assert scoring._PLAIN_LITERAL.fullmatch(lit)
+        assert scoring._mv_parse(lit) and scoring._mv_verify(lit, lit), lit
+
+
+def test_count_tokens_lists_and_arrays(tok):
+    for t, _ in _long_traces(3) + EDGE_CASES[1:3]:
+        thinking = split_trace(t).thinking
+        offs = tok.backend_tokenizer.encode(thinking, add_special_tokens=False).offsets
+        spans = marker_spans(thinking)
+        n = len(scoring._covered_token_starts(offs, spans))
+        assert scoring._count_covered_tokens(offs, spans) == n
+        assert scoring._count_covered_tokens(np.asarray(offs, dtype=np.int64).reshape(-1, 2), spans) == n
+    assert scoring._count_covered_tokens(np.zeros((0, 2), dtype=np.int32), [(0, 3)]) == 0
+    assert scoring._count_covered_tokens([(0, 2), (2, 2), (2, 5), (5, 9)], [(2, 3), (8, 12)]) == 2

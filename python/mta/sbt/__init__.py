@@ -2,6 +2,7 @@
 
 >>> from mta.sbt import score_trace, build_sbt_e, find_markers   # doctest: +SKIP
 >>> score_trace("<think>\\n2+2=4.\\n\\nWait, 4.\\n</think>\\n\\n4", "4", tokenizer)  # doctest: +SKIP
+>>> score_traces(traces, golds, tokenizer)   # a batch, one tokenizer call  # doctest: +SKIP
 
 CLI: ``mta sbt score IN.jsonl`` and ``mta sbt build IN.jsonl OUT.jsonl --method sbt-e``.
 Sample traces: ``mta.sbt.SAMPLE_TRACES`` (``data/sample_traces.jsonl``).
@@ -13,14 +14,15 @@ from mta.sbt.build import D_PHRASE, E_PHRASE, Example, build_example, build_sbt_
 from mta.sbt.markers import SBT_MARKERS, find_markers, marker_spans, merge_spans
 from mta.sbt.pipeline import Summary, load_tokenizer, run_jsonl, skipped_path
 from mta.sbt.scoring import (BETA, TAU1, TAU2, AnswerChecker, Trace, TraceError, TraceScore,
-                             split_steps, split_trace, score_trace, token_offsets)
+                             batch_token_offsets, score_trace, score_trace_reference, score_traces,
+                             split_steps, split_trace, token_offsets)
 
 SAMPLE_TRACES = Path(__file__).parent / "data" / "sample_traces.jsonl"
 
 __all__ = [
     "SBT_MARKERS", "find_markers", "marker_spans", "merge_spans", "BETA", "TAU1", "TAU2",
     "AnswerChecker", "Trace", "TraceError", "TraceScore", "split_steps", "split_trace",
-    "score_trace", "token_offsets", "E_PHRASE", "D_PHRASE", "Example", "build_example",
-    "build_sbt_e", "build_sbt_d", "token_mask", "run_jsonl", "load_tokenizer", "Summary",
-    "skipped_path", "SAMPLE_TRACES",
+    "score_trace", "score_traces", "score_trace_reference", "token_offsets", "batch_token_offsets",
+    "E_PHRASE", "D_PHRASE", "Example", "build_example", "build_sbt_e", "build_sbt_d", "token_mask",
+    "run_jsonl", "load_tokenizer", "Summary", "skipped_path", "SAMPLE_TRACES",
 ]

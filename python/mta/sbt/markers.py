@@ -17,10 +17,18 @@ Matching rule (documented because the paper gives a word list, not an algorithm)
   braking kernel (``mk.MarkerTables.from_tokenizer``) counts online;
 * overlapping or nested occurrences ("Let me just double-check" holds "Check") are merged,
   so a character — and a token — covered twice counts once.
+
+Speed: the rule is defined by trying the marker regex at every position of the text
+(:func:`_find_markers_every_position`, kept as the reference). With ``anchor="sentence"`` and
+markers that start with a letter or digit, :func:`find_markers` only tries the positions that
+can pass the rule — after a sentence end (one C-level regex scan), at the start of the text,
+and right after the punctuation that follows a kept marker — which gives the same list,
+``marker_spans`` about 8× faster on 4K-token traces (proof in :func:`_sentence_occurrences`).
 """
 
 from __future__ import annotations
 
+import heapq
 import re
 from typing import NamedTuple
 
@@ -51,10 +59,22 @@ def _phrase_regex(phrase: str) -> str:
     return r"[ \t]+".join(parts)
 
 
-_CACHE: dict[tuple[str, ...], tuple[re.Pattern, list[str]]] = {}
+class _Compiled(NamedTuple):
+    pat: re.Pattern            # zero-width: one (the longest) occurrence at a position
+    alts: list[str]            # marker of group ``m{i}``
+    # the fast path (None: a marker starts with an opener or punctuation): ``pat`` with the
+    # occurrence as group "mk" and the chain-punctuation run after it as group "chain",
+    # at a position (``at``) or after a sentence end and openers (``sentence``)
+    at: re.Pattern | None
+    sentence: re.Pattern | None
 
 
-def _compiled(markers: tuple[str, ...]) -> tuple[re.Pattern, list[str]]:
+_CACHE: dict[tuple[str, ...], _Compiled] = {}
+_CHAIN_CHARS = re.escape(_CHAIN_PUNCT + _OPENERS)
+_OPENER_RUN = re.compile(f"[{re.escape(_OPENERS)}]*")
+
+
+def _compiled(markers: tuple[str, ...]) -> _Compiled:
     hit = _CACHE.get(markers)
     if hit is None:
         alts = sorted(markers, key=len, reverse=True)  # longest first: "Maybe I can consider" over "Maybe"
@@ -62,7 +82,16 @@ def _compiled(markers: tuple[str, ...]) -> tuple[re.Pattern, list[str]]:
         # the lookahead finds one (the longest) occurrence at every start position, so
         # overlapping occurrences that start at different positions are all seen
         pat = re.compile(rf"(?<!\w)(?=(?:{body})(?!\w))", re.IGNORECASE)
-        hit = _CACHE[markers] = (pat, alts)
+        at = sentence = None
+        if all(m.strip()[0].isalnum() for m in markers):  # see _sentence_occurrences
+            plain = "|".join(_phrase_regex(m) for m in alts)  # same alternatives, same order
+            look = rf"(?<!\w)(?=(?P<mk>{plain})(?!\w)(?P<chain>[{_CHAIN_CHARS}]*))"
+            at = re.compile(look, re.IGNORECASE)
+            # the first-character class is only a quick reject before the alternatives
+            firsts = "".join(sorted({re.escape(m.strip()[0]) for m in markers}))
+            sentence = re.compile(rf"[{re.escape(_SENTENCE_END)}][{re.escape(_OPENERS)}]*(?=[{firsts}]){look}",
+                                  re.IGNORECASE)
+        hit = _CACHE[markers] = _Compiled(pat, alts, at, sentence)
     return hit
 
 
@@ -78,6 +107,97 @@ def _at_sentence_start(text: str, pos: int, prev_end: int) -> bool:
         return (all(c in _CHAIN_PUNCT + _OPENERS for c in between)
                 and any(c in _CHAIN_PUNCT.strip() for c in between))
     return False
+
+
+def _check_args(text, markers, anchor) -> _Compiled:
+    if anchor not in ("sentence", "anywhere"):
+        raise ValueError(f"anchor must be 'sentence' or 'anywhere', got {anchor!r}")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(markers, str) and isinstance(markers, (tuple, list)):
+        hit = _CACHE.get(tuple(markers))  # compiled before, so checked before
+        if hit is not None:
+            return hit
+    if isinstance(markers, str) or not markers or not all(isinstance(m, str) and m.strip() for m in markers):
+        raise ValueError("markers must be a non-empty sequence of non-empty strings")
+    return _compiled(tuple(markers))
+
+
+def _find_markers_every_position(text: str, c: _Compiled, anchor: str) -> list[MarkerMatch]:
+    """The rule as defined: the marker regex at every position, the anchor rule on each hit.
+    The reference the fast path is tested against, and the path for ``anchor="anywhere"``."""
+    out: list[MarkerMatch] = []
+    prev_end = -1
+    for m in c.pat.finditer(text):
+        group = m.lastgroup
+        start, end = m.span(group)
+        name = c.alts[int(group[1:])]
+        if anchor == "sentence":
+            if not _at_sentence_start(text, start, prev_end):
+                continue
+        out.append(MarkerMatch(start, end, name))
+        prev_end = max(prev_end, end)
+    return out
+
+
+def _sentence_occurrences(text: str, c: _Compiled, merge: bool = False) -> list[tuple[int, int]]:
+    """``anchor="sentence"`` without trying every position: ``(start, end)`` of every kept
+    occurrence in order (``merge=False``) or their union as sorted disjoint spans
+    (``merge=True``); the same as the reference.
+
+    The reference keeps an occurrence at ``p`` when (1) only openers stand between ``p`` and
+    the text start or a sentence end, or (2) only chain punctuation / openers stand between
+    ``prev_end`` (the largest end of the occurrences kept so far) and ``p``. A marker starts
+    with a letter or digit, which is neither an opener, a sentence end nor chain punctuation,
+    so in (1) ``p`` is the end of the maximal opener run after the sentence end — exactly where
+    ``c.sentence`` (sentence end, greedy openers, then the marker lookahead) puts the end of
+    its match; its matches consume only sentence ends and openers, so none hides another — or
+    after the text start (``first`` below); in (2) ``p`` is the end of the maximal
+    chain-punctuation run after the kept occurrence that set ``prev_end``, which is queued when
+    that occurrence is kept. Candidates are visited in increasing order and decided by the
+    reference's own test with the same ``prev_end``, so the kept list is the same.
+    """
+    at = c.at.match
+    out: list[tuple[int, int]] = []
+    prev_end = -1
+    queued: list[int] = []  # heap of positions to try with ``at``: text start, chain positions
+    first = _OPENER_RUN.match(text).end()
+    if at(text, first):
+        queued.append(first)
+    it = c.sentence.finditer(text)
+    nxt = next(it, None)
+    last = -1
+    while queued or nxt is not None:
+        if queued and (nxt is None or queued[0] <= nxt.end()):
+            p = heapq.heappop(queued)
+            m = at(text, p)
+            if m is None or p <= last:
+                continue
+            last = p
+            start, end = m.span(1)  # group 1: the occurrence ("mk"), group 2: the run after it
+            if not _at_sentence_start(text, start, prev_end):
+                continue
+        else:  # after a sentence end: rule (1) holds by construction
+            m = nxt
+            p = m.end()
+            nxt = next(it, None)
+            if p <= last:  # already tried from the queue
+                continue
+            last = p
+            start, end = m.span(1)
+        if not merge:
+            out.append((start, end))
+        elif out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+        if end > prev_end:
+            prev_end = end
+            q = m.end(2)
+            if text[end:q].strip(_OPENERS):  # rule (2) needs a punctuation mark in the run
+                heapq.heappush(queued, q)
+    return out
 
 
 def find_markers(text: str, *, markers: tuple[str, ...] | list[str] = SBT_MARKERS,
@@ -98,25 +218,12 @@ def find_markers(text: str, *, markers: tuple[str, ...] | list[str] = SBT_MARKER
     list of MarkerMatch
         ``(start, end, marker)`` character spans, in order of ``start``; may overlap.
     """
-    if anchor not in ("sentence", "anywhere"):
-        raise ValueError(f"anchor must be 'sentence' or 'anywhere', got {anchor!r}")
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if isinstance(markers, str) or not markers or not all(isinstance(m, str) and m.strip() for m in markers):
-        raise ValueError("markers must be a non-empty sequence of non-empty strings")
-    pat, alts = _compiled(tuple(markers))
-    out: list[MarkerMatch] = []
-    prev_end = -1
-    for m in pat.finditer(text):
-        group = m.lastgroup
-        start, end = m.span(group)
-        name = alts[int(group[1:])]
-        if anchor == "sentence":
-            if not _at_sentence_start(text, start, prev_end):
-                continue
-        out.append(MarkerMatch(start, end, name))
-        prev_end = max(prev_end, end)
-    return out
+    c = _check_args(text, markers, anchor)
+    if anchor == "sentence" and c.sentence is not None:
+        alts, pat = c.alts, c.pat
+        return [MarkerMatch(s, e, alts[int(pat.match(text, s).lastgroup[1:])])
+                for s, e in _sentence_occurrences(text, c)]
+    return _find_markers_every_position(text, c, anchor)
 
 
 def merge_spans(spans) -> list[tuple[int, int]]:
@@ -130,6 +237,10 @@ def merge_spans(spans) -> list[tuple[int, int]]:
     return [(s, e) for s, e in merged]
 
 
-def marker_spans(text: str, **kwargs) -> list[tuple[int, int]]:
-    """Disjoint character spans covered by at least one marker occurrence."""
-    return merge_spans(find_markers(text, **kwargs))
+def marker_spans(text: str, *, markers: tuple[str, ...] | list[str] = SBT_MARKERS,
+                 anchor: str = "sentence") -> list[tuple[int, int]]:
+    """Disjoint character spans covered by at least one marker occurrence, sorted."""
+    c = _check_args(text, markers, anchor)
+    if anchor != "sentence" or c.sentence is None:
+        return merge_spans(_find_markers_every_position(text, c, anchor))
+    return _sentence_occurrences(text, c, merge=True)
