@@ -357,3 +357,28 @@ def test_count_tokens_lists_and_arrays(tok):
         assert scoring._count_covered_tokens(np.asarray(offs, dtype=np.int64).reshape(-1, 2), spans) == n
     assert scoring._count_covered_tokens(np.zeros((0, 2), dtype=np.int32), [(0, 3)]) == 0
     assert scoring._count_covered_tokens([(0, 2), (2, 2), (2, 5), (5, 9)], [(2, 3), (8, 12)]) == 2
+
+
+def test_score_jsonl_in_batches(tok, tmp_path, monkeypatch):
+    from mta.sbt import pipeline
+
+    monkeypatch.setattr(pipeline, "SCORE_BATCH", 5)
+    out = tmp_path / "s.jsonl"
+    s = run_jsonl(SAMPLE_TRACES, out, "score", tok, progress=False)
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    skipped = [json.loads(x) for x in skipped_path(out).read_text().splitlines()]
+    assert s.records == len(got) + len(skipped) == 34
+    assert [x["line"] for x in skipped] == sorted(x["line"] for x in skipped)  # input order
+    recs = _records()
+    assert [x["id"] for x in got] == [i for i in recs if i in {x["id"] for x in got}]  # input order
+    for x in got:
+        r = recs[x["id"]]
+        assert x == {"id": x["id"], **score_trace(r["trace"], r["gold"], tok).to_dict()}
+    assert {x["reason"] for x in skipped} == {"no </think>", "no answer after </think>", "empty thinking",
+                                              "malformed record", "malformed JSON"}
+    assert s.tokens_before == sum(x["thinking_tokens"] for x in got)
+    # interrupted after 7 records: the rest is scored on resume, nothing twice
+    out.write_text("\n".join(out.read_text().splitlines()[:7]) + "\n")
+    skipped_path(out).unlink()
+    s2 = run_jsonl(SAMPLE_TRACES, out, "score", tok, progress=False)
+    assert s2.resumed == 7 and [json.loads(x) for x in out.read_text().splitlines()] == got

@@ -114,8 +114,11 @@ def _check_args(text, markers, anchor) -> _Compiled:
         raise ValueError(f"anchor must be 'sentence' or 'anywhere', got {anchor!r}")
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not isinstance(markers, str) and isinstance(markers, (tuple, list)):
-        hit = _CACHE.get(tuple(markers))  # compiled before, so checked before
+    if isinstance(markers, (tuple, list)):
+        try:
+            hit = _CACHE.get(tuple(markers))  # compiled before, so checked before
+        except TypeError:  # unhashable items: not strings, rejected below
+            hit = None
         if hit is not None:
             return hit
     if isinstance(markers, str) or not markers or not all(isinstance(m, str) and m.strip() for m in markers):

@@ -3,7 +3,9 @@
 Input records: ``{"id", "problem", "gold", "trace"}`` (``question``/``answer``/``response``
 accepted as aliases). Every input line ends up either in ``OUT`` or in ``OUT.skipped.jsonl``
 with its reason; a restart skips ids already in either file (append mode) unless
-``overwrite=True``. Records without an id are keyed ``line:N``.
+``overwrite=True``. Records without an id are keyed ``line:N``. Scoring goes in batches of
+``SCORE_BATCH`` records (one tokenizer call each, :func:`mta.sbt.score_traces`); outputs keep
+the input order.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections import Counter
 from pathlib import Path
 
 from mta.sbt.build import build_example, token_mask
-from mta.sbt.scoring import TraceError, score_trace, split_trace, token_offsets
+from mta.sbt.scoring import TraceError, score_traces, split_trace, token_offsets
 
 __all__ = ["skipped_path", "run_jsonl", "load_tokenizer", "Summary"]
+
+SCORE_BATCH = 256  # records scored per score_traces call
 
 
 def skipped_path(out: Path) -> Path:
@@ -86,15 +90,37 @@ def _field(rec: dict, *names):
     raise TraceError("malformed record", f"missing field {names[0]!r}")
 
 
-def _one(rec, mode: str, tokenizer, opts: dict) -> tuple[dict, int, int]:
+def _trace_and_gold(rec) -> tuple:
     if not isinstance(rec, dict):
         raise TraceError("malformed record", "not a JSON object")
-    trace = _field(rec, "trace", "response")
-    gold = _field(rec, "gold", "answer")
-    if mode == "score":
-        s = score_trace(trace, gold, tokenizer, beta=opts.get("beta", 0.1), anchor=opts.get("anchor", "sentence"))
-        out = {"id": None, **s.to_dict()}
-        return out, s.thinking_tokens, s.thinking_tokens
+    return _field(rec, "trace", "response"), _field(rec, "gold", "answer")
+
+
+def _score_batch(recs: list, tokenizer, opts: dict) -> list:
+    """``_one(rec, "score", …)`` for many records, one tokenizer call: ``(out, before, after)``
+    or the TraceError, per record."""
+    results: list = [None] * len(recs)
+    where, traces, golds = [], [], []
+    for i, rec in enumerate(recs):
+        try:
+            trace, gold = _trace_and_gold(rec)
+        except TraceError as exc:
+            results[i] = exc
+            continue
+        where.append(i)
+        traces.append(trace)
+        golds.append(gold)
+    scores = score_traces(traces, golds, tokenizer, beta=opts.get("beta", 0.1),
+                          anchor=opts.get("anchor", "sentence"), errors="return")
+    for i, s in zip(where, scores):
+        results[i] = s if isinstance(s, TraceError) else ({"id": None, **s.to_dict()}, s.thinking_tokens,
+                                                           s.thinking_tokens)
+    return results
+
+
+def _one(rec, mode: str, tokenizer, opts: dict) -> tuple[dict, int, int]:
+    """Build one SBT-E / SBT-D record: ``(out, thinking tokens before, after)``."""
+    trace, gold = _trace_and_gold(rec)
     problem = _field(rec, "problem", "question")
     if not isinstance(problem, str) or not problem.strip():
         raise TraceError("malformed record", "empty problem")
@@ -154,6 +180,34 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
         it = tqdm(enumerate(lines, 1), total=len(lines), desc=f"sbt {mode}", unit="rec", disable=not progress)
     except ImportError:  # tqdm is a dev requirement, not a hard one
         it = enumerate(lines, 1)
+
+    def write(lineno: int, rid: str, res) -> None:
+        """Account for one record: ``res`` is ``(out, before, after)``, a TraceError or a reason."""
+        if isinstance(res, tuple):
+            record, before, after = res
+            record["id"] = rid
+            summary.kept += 1
+            summary.tokens_before += before
+            summary.tokens_after += after
+            if fo is not None:
+                fo.write(json.dumps(record, ensure_ascii=False) + "\n")
+                fo.flush()
+            return
+        reason, detail = (res.reason, str(res)) if isinstance(res, TraceError) else (res, res)
+        summary.skipped[reason] += 1
+        if fs is not None:
+            fs.write(json.dumps({"id": rid, "line": lineno, "reason": reason, "detail": detail}) + "\n")
+            fs.flush()
+
+    pending: list = []  # scoring: (lineno, rid, record or None, reason or None), written in order
+
+    def flush() -> None:
+        todo = [k for k, (_, _, _, reason) in enumerate(pending) if reason is None]
+        results = dict(zip(todo, _score_batch([pending[k][2] for k in todo], tokenizer, opts))) if todo else {}
+        for k, (lineno, rid, _, reason) in enumerate(pending):
+            write(lineno, rid, results[k] if reason is None else reason)
+        pending.clear()
+
     for lineno, raw in it:
         if not raw.strip():
             continue
@@ -171,25 +225,20 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
         if reason is None and rid in seen:
             reason = "duplicate id"
         seen.add(rid)
+        if mode == "score":
+            pending.append((lineno, rid, rec, reason))
+            if len(pending) >= SCORE_BATCH:
+                flush()
+            continue
         if reason is None:
             try:
-                res, before, after = _one(rec, mode, tokenizer, opts)
-                res["id"] = rid
-                summary.kept += 1
-                summary.tokens_before += before
-                summary.tokens_after += after
-                if fo is not None:
-                    fo.write(json.dumps(res, ensure_ascii=False) + "\n")
-                    fo.flush()
-                continue
+                res = _one(rec, mode, tokenizer, opts)
             except TraceError as exc:
-                reason, detail = exc.reason, str(exc)
+                res = exc
         else:
-            detail = reason
-        summary.skipped[reason] += 1
-        if fs is not None:
-            fs.write(json.dumps({"id": rid, "line": lineno, "reason": reason, "detail": detail}) + "\n")
-            fs.flush()
+            res = reason
+        write(lineno, rid, res)
+    flush()
     for fh in (fo, fs):
         if fh is not None:
             os.fsync(fh.fileno())
