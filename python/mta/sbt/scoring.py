@@ -568,8 +568,11 @@ def score_traces(traces, golds, tokenizer=None, *, offsets=None, beta: float = B
         TraceError in its place in the result (``"return"``).
     workers : int or concurrent.futures.Executor, optional
         ``None`` / ``1``: this process only. An int > 1: a process pool of that size for this
-        call (worth it from a few thousand traces: starting it costs ~0.1 s). An executor
-        (e.g. a ``ProcessPoolExecutor`` kept for many calls): used as is.
+        call, unless the batch fits in one chunk (spawned interpreters: starting them costs
+        a second or more, so it pays from several thousand traces). An executor, e.g. a
+        ``ProcessPoolExecutor`` kept across calls: used as is. Spawned workers import the
+        caller's main module, which must guard its entry point (``if __name__ ==
+        "__main__":``) as for any ``multiprocessing`` use.
     chunk_size : int
         Traces per task sent to a worker.
 
