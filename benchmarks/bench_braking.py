@@ -66,11 +66,12 @@ class PerRowPythonProcessor:
         self.cls = tables.token_class.tolist()
         self.trans = tables.transitions.tolist()
         self.mlen = tables.match_len.tolist()
-        self.step = set(torch.nonzero(tables.step_mask).flatten().tolist())
+        self.step_cls = tables.step_class.tolist()
+        self.step_tab = tables.step_table.tolist()
         self.brake = tables.brake_ids.tolist()
         self.end = tables.end_think_id
         self.cfg = cfg
-        self.rows = [dict(t=0, m=0, s=0, think=True, brk=False, ac=0, cu=0, pos=0, reason=0) for _ in range(B)]
+        self.rows = [dict(t=0, m=0, s=0, think=True, brk=False, ac=0, cu=0, pos=0, reason=0, ds=2) for _ in range(B)]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         cfg, last = self.cfg, input_ids[:, -1].tolist()
@@ -87,7 +88,9 @@ class PerRowPythonProcessor:
                         if L:
                             r["m"] += r["t"] - max(r["cu"], r["t"] - L)
                             r["cu"] = r["t"]
-                        r["s"] += tok in self.step
+                        code = self.step_tab[self.step_cls[tok] if tok < len(self.step_cls) else 0][r["ds"]]
+                        r["ds"] = code & 3
+                        r["s"] += code >> 2
                 else:
                     r["pos"] += 1
                     if tok == self.end or r["pos"] >= len(self.brake):

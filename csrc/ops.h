@@ -30,16 +30,19 @@ std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits,
 //   last_tokens and the int64 state / config tensors [B]; in_think, braking, braked bool [B];
 //   marker_ratio, end_think_margin fp32 [B] (NaN: off); max_* int64 [B] (negative: off);
 //   token_class int32 [V_tab], transitions int32 [S, C], match_len int32 [S],
-//   step_mask bool [V_tab], brake_ids int64 [K] ending with end_think_id.
+//   delim_state int64 [B] (step-delimiter matcher state, 0..2); step_class uint8 [V_tab],
+//   step_table int32 [NS, 3] (next delimiter state + 4 * delimiters completed, per state);
+//   brake_ids int64 [K] ending with end_think_id.
 #define MTA_BRAKING_STEP_ARGS(name)                                                          \
   void name(const at::Tensor& logits, const at::Tensor& last_tokens,                       \
             const at::Tensor& thinking_tokens, const at::Tensor& marker_tokens,            \
             const at::Tensor& steps, const at::Tensor& in_think, const at::Tensor& braking, \
             const at::Tensor& braked, const at::Tensor& brake_reason,                      \
             const at::Tensor& ac_state, const at::Tensor& counted_until,                   \
-            const at::Tensor& brake_pos, const at::Tensor& token_class,                    \
-            const at::Tensor& transitions, const at::Tensor& match_len,                    \
-            const at::Tensor& step_mask, const at::Tensor& brake_ids, int64_t end_think_id, \
+            const at::Tensor& brake_pos, const at::Tensor& delim_state,                    \
+            const at::Tensor& token_class, const at::Tensor& transitions,                  \
+            const at::Tensor& match_len, const at::Tensor& step_class,                     \
+            const at::Tensor& step_table, const at::Tensor& brake_ids, int64_t end_think_id, \
             const at::Tensor& max_thinking_tokens, const at::Tensor& marker_ratio,         \
             const at::Tensor& min_thinking_tokens, const at::Tensor& max_steps,            \
             const at::Tensor& end_think_margin)

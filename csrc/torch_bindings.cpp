@@ -16,8 +16,9 @@ TORCH_LIBRARY(mta, m) {
       "braking_step(Tensor(a!) logits, Tensor last_tokens, Tensor(b!) thinking_tokens, "
       "Tensor(c!) marker_tokens, Tensor(d!) steps, Tensor(e!) in_think, Tensor(f!) braking, "
       "Tensor(g!) braked, Tensor(h!) brake_reason, Tensor(i!) ac_state, "
-      "Tensor(j!) counted_until, Tensor(k!) brake_pos, Tensor token_class, "
-      "Tensor transitions, Tensor match_len, Tensor step_mask, Tensor brake_ids, "
+      "Tensor(j!) counted_until, Tensor(k!) brake_pos, Tensor(l!) delim_state, "
+      "Tensor token_class, Tensor transitions, Tensor match_len, Tensor step_class, "
+      "Tensor step_table, Tensor brake_ids, "
       "int end_think_id, Tensor max_thinking_tokens, Tensor marker_ratio, "
       "Tensor min_thinking_tokens, Tensor max_steps, Tensor end_think_margin) -> ()");
 }

@@ -40,8 +40,9 @@ void braking_step_cpu(const at::Tensor& logits, const at::Tensor& last_tokens,
                       const at::Tensor& braking, const at::Tensor& braked,
                       const at::Tensor& brake_reason, const at::Tensor& ac_state,
                       const at::Tensor& counted_until, const at::Tensor& brake_pos,
-                      const at::Tensor& token_class, const at::Tensor& transitions,
-                      const at::Tensor& match_len, const at::Tensor& step_mask,
+                      const at::Tensor& delim_state, const at::Tensor& token_class,
+                      const at::Tensor& transitions, const at::Tensor& match_len,
+                      const at::Tensor& step_class, const at::Tensor& step_table,
                       const at::Tensor& brake_ids, int64_t end_think_id,
                       const at::Tensor& max_thinking_tokens, const at::Tensor& marker_ratio,
                       const at::Tensor& min_thinking_tokens, const at::Tensor& max_steps,
@@ -52,7 +53,8 @@ void braking_step_cpu(const at::Tensor& logits, const at::Tensor& last_tokens,
   TORCH_CHECK(K >= 1, "braking_step: brake_ids must not be empty");
   TORCH_CHECK(end_think_id >= 0 && end_think_id < V, "braking_step: end_think_id outside the vocabulary");
   for (const at::Tensor* t : {&last_tokens, &thinking_tokens, &marker_tokens, &steps, &brake_reason, &ac_state,
-                              &counted_until, &brake_pos, &max_thinking_tokens, &min_thinking_tokens, &max_steps}) {
+                              &counted_until, &brake_pos, &delim_state, &max_thinking_tokens, &min_thinking_tokens,
+                              &max_steps}) {
     TORCH_CHECK(t->dtype() == at::kLong && t->numel() == B && t->is_contiguous(),
                 "braking_step: per-row int64 tensors must be contiguous [B]");
   }
@@ -63,8 +65,9 @@ void braking_step_cpu(const at::Tensor& logits, const at::Tensor& last_tokens,
     TORCH_CHECK(t->dtype() == at::kFloat && t->numel() == B && t->is_contiguous(), "braking_step: fp32 [B] expected");
   }
   TORCH_CHECK(token_class.dtype() == at::kInt && transitions.dtype() == at::kInt && match_len.dtype() == at::kInt &&
-                  step_mask.dtype() == at::kBool && brake_ids.dtype() == at::kLong && step_mask.numel() == V_tab &&
-                  transitions.is_contiguous() && token_class.is_contiguous(),
+                  step_class.dtype() == at::kByte && step_table.dtype() == at::kInt && step_table.dim() == 2 &&
+                  step_table.size(1) == 3 && step_table.is_contiguous() && brake_ids.dtype() == at::kLong &&
+                  step_class.numel() == V_tab && transitions.is_contiguous() && token_class.is_contiguous(),
               "braking_step: malformed marker tables");
 
   const int64_t* last = last_tokens.data_ptr<int64_t>();
@@ -81,7 +84,9 @@ void braking_step_cpu(const at::Tensor& logits, const at::Tensor& last_tokens,
   const int32_t* cls_of = token_class.data_ptr<int32_t>();
   const int32_t* trans = transitions.data_ptr<int32_t>();
   const int32_t* mlen = match_len.data_ptr<int32_t>();
-  const bool* is_step = step_mask.data_ptr<bool>();
+  int64_t* ds = delim_state.data_ptr<int64_t>();
+  const uint8_t* step_cls = step_class.data_ptr<uint8_t>();
+  const int32_t* step_tab = step_table.data_ptr<int32_t>();
   const int64_t* forced_ids = brake_ids.data_ptr<int64_t>();
   const int64_t* max_tt = max_thinking_tokens.data_ptr<int64_t>();
   const float* ratio = marker_ratio.data_ptr<float>();
@@ -112,7 +117,10 @@ void braking_step_cpu(const at::Tensor& logits, const at::Tensor& last_tokens,
                 mk[b] += t - std::max(cu[b], t - L);
                 cu[b] = t;
               }
-              if (in_tab && is_step[tok]) st[b] += 1;
+              // Step delimiters: a 3-state matcher, so one split across tokens counts too.
+              const int32_t code = step_tab[(in_tab ? step_cls[tok] : 0) * 3 + ds[b]];
+              ds[b] = code & 3;
+              st[b] += code >> 2;
             }
           } else {
             p += 1;

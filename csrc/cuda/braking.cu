@@ -36,10 +36,12 @@ struct BrakingArgs {
   int64_t* ac;
   int64_t* cu;
   int64_t* pos;
+  int64_t* ds;
   const int32_t* cls_of;
   const int32_t* trans;
   const int32_t* mlen;
-  const bool* is_step;
+  const uint8_t* step_cls;
+  const int32_t* step_tab;
   const int64_t* forced_ids;
   const int64_t* max_tt;
   const float* ratio;
@@ -78,7 +80,10 @@ __global__ void __launch_bounds__(kBlock) braking_step_kernel(scalar_t* __restri
             a.mk[b] += t - from;
             a.cu[b] = t;
           }
-          if (in_tab && a.is_step[tok]) a.st[b] += 1;
+          // Step delimiters: a 3-state matcher, so one split across tokens counts too.
+          const int32_t code = a.step_tab[(in_tab ? a.step_cls[tok] : 0) * 3 + a.ds[b]];
+          a.ds[b] = code & 3;
+          a.st[b] += code >> 2;
         }
       } else {
         p += 1;
@@ -160,8 +165,9 @@ void braking_step_cuda(const at::Tensor& logits, const at::Tensor& last_tokens,
                        const at::Tensor& steps, const at::Tensor& in_think, const at::Tensor& braking,
                        const at::Tensor& braked, const at::Tensor& brake_reason, const at::Tensor& ac_state,
                        const at::Tensor& counted_until, const at::Tensor& brake_pos,
-                       const at::Tensor& token_class, const at::Tensor& transitions,
-                       const at::Tensor& match_len, const at::Tensor& step_mask, const at::Tensor& brake_ids,
+                       const at::Tensor& delim_state, const at::Tensor& token_class,
+                       const at::Tensor& transitions, const at::Tensor& match_len,
+                       const at::Tensor& step_class, const at::Tensor& step_table, const at::Tensor& brake_ids,
                        int64_t end_think_id, const at::Tensor& max_thinking_tokens,
                        const at::Tensor& marker_ratio, const at::Tensor& min_thinking_tokens,
                        const at::Tensor& max_steps, const at::Tensor& end_think_margin) {
@@ -171,7 +177,8 @@ void braking_step_cuda(const at::Tensor& logits, const at::Tensor& last_tokens,
   TORCH_CHECK(brake_ids.numel() >= 1, "braking_step: brake_ids must not be empty");
   TORCH_CHECK(end_think_id >= 0 && end_think_id < V, "braking_step: end_think_id outside the vocabulary");
   for (const at::Tensor* t : {&last_tokens, &thinking_tokens, &marker_tokens, &steps, &brake_reason, &ac_state,
-                              &counted_until, &brake_pos, &max_thinking_tokens, &min_thinking_tokens, &max_steps}) {
+                              &counted_until, &brake_pos, &delim_state, &max_thinking_tokens, &min_thinking_tokens,
+                              &max_steps}) {
     TORCH_CHECK(t->is_cuda() && t->dtype() == at::kLong && t->numel() == B && t->is_contiguous(),
                 "braking_step: per-row int64 tensors must be contiguous CUDA [B]");
   }
@@ -184,10 +191,11 @@ void braking_step_cuda(const at::Tensor& logits, const at::Tensor& last_tokens,
                 "braking_step: fp32 CUDA [B] expected");
   }
   TORCH_CHECK(token_class.dtype() == at::kInt && transitions.dtype() == at::kInt && match_len.dtype() == at::kInt &&
-                  step_mask.dtype() == at::kBool && brake_ids.dtype() == at::kLong &&
-                  step_mask.numel() == token_class.numel() && transitions.is_contiguous() &&
+                  step_class.dtype() == at::kByte && step_table.dtype() == at::kInt && step_table.dim() == 2 &&
+                  step_table.size(1) == 3 && step_table.is_contiguous() && brake_ids.dtype() == at::kLong &&
+                  step_class.numel() == token_class.numel() && transitions.is_contiguous() &&
                   token_class.is_contiguous() && token_class.is_cuda() && transitions.is_cuda() &&
-                  match_len.is_cuda() && step_mask.is_cuda() && brake_ids.is_cuda(),
+                  match_len.is_cuda() && step_class.is_cuda() && step_table.is_cuda() && brake_ids.is_cuda(),
               "braking_step: malformed marker tables");
   if (B == 0) return;
   const c10::cuda::CUDAGuard guard(logits.device());
@@ -196,9 +204,10 @@ void braking_step_cuda(const at::Tensor& logits, const at::Tensor& last_tokens,
                 in_think.data_ptr<bool>(),           braking.data_ptr<bool>(),
                 braked.data_ptr<bool>(),             brake_reason.data_ptr<int64_t>(),
                 ac_state.data_ptr<int64_t>(),        counted_until.data_ptr<int64_t>(),
-                brake_pos.data_ptr<int64_t>(),       token_class.data_ptr<int32_t>(),
-                transitions.data_ptr<int32_t>(),     match_len.data_ptr<int32_t>(),
-                step_mask.data_ptr<bool>(),          brake_ids.data_ptr<int64_t>(),
+                brake_pos.data_ptr<int64_t>(),       delim_state.data_ptr<int64_t>(),
+                token_class.data_ptr<int32_t>(),     transitions.data_ptr<int32_t>(),
+                match_len.data_ptr<int32_t>(),       step_class.data_ptr<uint8_t>(),
+                step_table.data_ptr<int32_t>(),      brake_ids.data_ptr<int64_t>(),
                 max_thinking_tokens.data_ptr<int64_t>(), marker_ratio.data_ptr<float>(),
                 min_thinking_tokens.data_ptr<int64_t>(), max_steps.data_ptr<int64_t>(),
                 end_think_margin.data_ptr<float>(),  token_class.numel(),

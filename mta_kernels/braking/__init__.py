@@ -16,11 +16,12 @@ import torch
 
 from mta_kernels import _backend
 from mta_kernels.braking.reference import braking_step_reference
-from mta_kernels.braking.state import BRAKE_REASONS, BrakingConfig, BrakingState
+from mta_kernels.braking.state import BRAKE_REASONS, DELIM_START, BrakingConfig, BrakingState
 from mta_kernels.braking.tables import DEFAULT_BRAKE_TEXT, SBT_MARKERS, MarkerTables
 
 __all__ = [
     "BRAKE_REASONS",
+    "DELIM_START",
     "DEFAULT_BRAKE_TEXT",
     "SBT_MARKERS",
     "BrakingConfig",
@@ -127,11 +128,11 @@ def braking_step(
         margin = None if cfg.end_think_margin is None else params[4]
         braking_step_reference(
             logits, last_tokens, *state.tensors(), t.token_class, t.transitions, t.match_len,
-            t.step_mask, t.brake_ids, t.end_think_id, *params[:4], margin,
+            t.step_class, t.step_table, t.brake_ids, t.end_think_id, *params[:4], margin,
         )
     else:
         torch.ops.mta.braking_step(
             logits, last_tokens, *state.tensors(), t.token_class, t.transitions, t.match_len,
-            t.step_mask, t.brake_ids, t.end_think_id, *params,
+            t.step_class, t.step_table, t.brake_ids, t.end_think_id, *params,
         )
     return logits

@@ -18,11 +18,14 @@ __all__ = ["BrakingLogitsProcessor", "VllmBrakingLogitsProcessor"]
 class BrakingLogitsProcessor:
     """transformers ``LogitsProcessor``: ``processor(input_ids, scores) -> scores``.
 
-    The first call (or a call with a different batch size, i.e. a new ``generate``) starts a
-    fresh state and consumes nothing: the prompt is not thinking text. Each later call
-    consumes ``input_ids[:, -1]``, the token sampled at the previous step. ``cfg`` may be
-    replaced or its per-row tensors modified between steps. Works at any batch size;
-    ``scores`` is modified in place and returned.
+    The first call of a generation starts a fresh state and consumes nothing: the prompt is
+    not thinking text. A call starts a new generation when the batch size or device changed,
+    when ``input_ids`` did not grow by exactly one token since the last call, or (inside
+    :func:`mta.generate`, which passes its decode ``state``) at decode step 0. Each later
+    call consumes ``input_ids[:, -1]``, the token sampled at the previous step; with a decode
+    ``state``, rows already finished consume nothing (their EOS and padding are not
+    thinking). ``cfg`` may be replaced or its per-row tensors modified between steps. Works
+    at any batch size; ``scores`` is modified in place and returned.
 
     Parameters
     ----------
@@ -30,7 +33,8 @@ class BrakingLogitsProcessor:
         Moved to the scores' device on first use.
     cfg : BrakingConfig
     in_think : bool or Tensor [B] bool
-        Whether rows start inside ``<think>`` (the prompt opened it).
+        Whether rows start inside ``<think>`` (the prompt opened it); rows that do not
+        (ThinkFree prompts) pass through untouched.
     """
 
     def __init__(self, tables: MarkerTables, cfg: BrakingConfig, in_think: bool | torch.Tensor = True):
@@ -42,20 +46,30 @@ class BrakingLogitsProcessor:
         self.cfg = cfg
         self.in_think = in_think
         self.state: BrakingState | None = None
+        self._width = -1  # input_ids width at the last call
 
     def reset(self) -> None:
         """Forget the state: the next call starts a new generation."""
         self.state = None
+        self._width = -1
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        B = scores.shape[0]
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, state: Any = None) -> torch.FloatTensor:
+        B, width = scores.shape[0], input_ids.shape[-1]
         if self.tables.device != scores.device:
             self.tables = self.tables.to(scores.device)
-        if self.state is None or self.state.batch_size != B or self.state.device != scores.device:
+        fresh = (
+            self.state is None or self.state.batch_size != B or self.state.device != scores.device
+            or width != self._width + 1 or getattr(state, "step", None) == 0
+        )
+        self._width = width
+        if fresh:
             self.state = BrakingState.new(B, scores.device, self.in_think)
             last = None
         else:
             last = input_ids[:, -1]
+            finished = getattr(state, "finished", None)
+            if finished is not None:
+                last = last.masked_fill(finished, -1)
         if not scores.is_contiguous():
             scores = scores.contiguous()
         return braking_step(scores, last, self.state, self.tables, self.cfg)
@@ -114,9 +128,7 @@ class VllmBrakingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
         return False  # forcing the brake text changes the argmax
 
     def _reset_row(self, i: int, thinking: bool) -> None:
-        for t in self.state.tensors():
-            t[i] = 0
-        self.state.in_think[i] = thinking
+        self.state.reset_row(i, thinking)
 
     def update_state(self, batch_update: Any) -> None:
         if batch_update is None:

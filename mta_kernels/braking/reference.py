@@ -11,8 +11,9 @@ Stage 1, consume ``last_tokens[b]`` (negative: nothing to consume).
     Any other token: ``thinking_tokens += 1`` (its 1-based position ``t``); the automaton
     advances (tokens outside the class map are class 0); if markers end here, with ``L``
     the longest, ``marker_tokens += t - max(counted_until, t - L)`` and
-    ``counted_until = t`` (tokens covered by several occurrences count once); a step token
-    adds one to ``steps``.
+    ``counted_until = t`` (tokens covered by several occurrences count once); the
+    step-delimiter matcher advances, ``code = step_table[step_class[token], delim_state]``,
+    ``delim_state = code & 3`` and ``steps += code >> 2`` (delimiters the token completes).
   * Braking: ``brake_pos += 1``; consuming ``end_think_id`` (or running past the forced
     sequence) ends thinking and braking.
 Stage 2, for rows still thinking and not braking, the first trigger that holds starts
@@ -49,10 +50,12 @@ def braking_step_reference(
     ac_state: torch.Tensor,
     counted_until: torch.Tensor,
     brake_pos: torch.Tensor,
+    delim_state: torch.Tensor,
     token_class: torch.Tensor,
     transitions: torch.Tensor,
     match_len: torch.Tensor,
-    step_mask: torch.Tensor,
+    step_class: torch.Tensor,
+    step_table: torch.Tensor,
     brake_ids: torch.Tensor,
     end_think_id: int,
     max_thinking_tokens: torch.Tensor,
@@ -72,7 +75,7 @@ def braking_step_reference(
     in_range = valid & (tok < V_tab)
     safe = torch.where(in_range, tok, torch.zeros_like(tok))
     cls = torch.where(in_range, token_class[safe].long(), torch.zeros_like(tok))
-    is_step = in_range & step_mask[safe]
+    scls = torch.where(in_range, step_class[safe].long(), torch.zeros_like(tok))
     is_end = tok == end_think_id
 
     # Stage 1: consume.
@@ -86,7 +89,9 @@ def braking_step_reference(
     added = t - torch.maximum(counted_until, t - L)
     new_marker = marker_tokens + torch.where(hit, added, torch.zeros_like(added))
     new_counted = torch.where(hit, t, counted_until)
-    new_steps = steps + (cons & is_step).long()
+    code = step_table[scls, delim_state.long()].long()
+    new_delim = torch.where(cons, code & 3, delim_state.long())
+    new_steps = steps + torch.where(cons, code >> 2, torch.zeros_like(code))
 
     forcing = valid & in_think & braking
     new_pos = brake_pos + forcing.long()
@@ -116,6 +121,7 @@ def braking_step_reference(
     marker_tokens.copy_(new_marker)
     counted_until.copy_(new_counted)
     steps.copy_(new_steps)
+    delim_state.copy_(new_delim)
     ac_state.copy_(nstate.to(ac_state.dtype))
     in_think.copy_(new_in_think)
     braking.copy_(new_braking)

@@ -10,10 +10,14 @@ import torch
 
 from mta_kernels._validation import per_row_param
 
-__all__ = ["BrakingConfig", "BrakingState", "BRAKE_REASONS"]
+__all__ = ["BrakingConfig", "BrakingState", "BRAKE_REASONS", "DELIM_START"]
 
 #: brake_reason codes.
 BRAKE_REASONS = {0: "none", 1: "budget", 2: "marker ratio", 3: "steps", 4: "margin"}
+
+#: Step-delimiter matcher state at the start of thinking: "inside a break", so blank lines
+#: before the first step do not count as a delimiter (as mta.sbt.split_steps drops them).
+DELIM_START = 2
 
 _NAN = math.nan  # one object, so the cached fills below hit
 
@@ -82,8 +86,9 @@ class BrakingState:
 
     ``thinking_tokens``, ``marker_tokens``, ``steps``, ``brake_reason``, ``ac_state``
     (automaton state), ``counted_until`` (position up to which marker tokens are counted) and
-    ``brake_pos`` (index of the next forced token) are int64; ``in_think``, ``braking``,
-    ``braked`` bool.
+    ``brake_pos`` (index of the next forced token) and ``delim_state`` (the step-delimiter
+    matcher's state, :data:`DELIM_START` at the start of thinking) are int64; ``in_think``,
+    ``braking``, ``braked`` bool.
     """
 
     thinking_tokens: torch.Tensor
@@ -96,6 +101,7 @@ class BrakingState:
     ac_state: torch.Tensor
     counted_until: torch.Tensor
     brake_pos: torch.Tensor
+    delim_state: torch.Tensor
 
     @classmethod
     def new(cls, batch_size: int, device: torch.device | str = "cpu", in_think: bool | torch.Tensor = True) -> BrakingState:
@@ -120,7 +126,15 @@ class BrakingState:
             thinking_tokens=zeros(), marker_tokens=zeros(), steps=zeros(), in_think=think,
             braking=zeros(torch.bool), braked=zeros(torch.bool), brake_reason=zeros(),
             ac_state=zeros(), counted_until=zeros(), brake_pos=zeros(),
+            delim_state=torch.full((batch_size,), DELIM_START, dtype=torch.int64, device=device),
         )
+
+    def reset_row(self, row: int, in_think: bool) -> None:
+        """Start row ``row`` afresh (a new request in that slot)."""
+        for t in self.tensors():
+            t[row] = 0
+        self.delim_state[row] = DELIM_START
+        self.in_think[row] = in_think
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The fields in the op's argument order."""

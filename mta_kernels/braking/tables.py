@@ -48,8 +48,11 @@ class MarkerTables:
         Next automaton state from (state, class); state 0 is the root.
     match_len : Tensor [S] int32
         Length (in tokens) of the longest marker ending at each state, 0 if none.
-    step_mask : Tensor [V] bool
-        Tokens whose text contains the step delimiter.
+    step_class : Tensor [V] uint8
+        Class of each token for the step-delimiter matcher (0: ordinary text).
+    step_table : Tensor [NS, 3] int32
+        Per step class and matcher state (0 after text, 1 after a newline, 2 inside a
+        break): the next state plus 4 times the delimiters the token completes.
     brake_ids : Tensor [K] int64
         The forced sequence; its last token is ``end_think_id``.
     end_think_id : int
@@ -59,7 +62,8 @@ class MarkerTables:
     token_class: torch.Tensor
     transitions: torch.Tensor
     match_len: torch.Tensor
-    step_mask: torch.Tensor
+    step_class: torch.Tensor
+    step_table: torch.Tensor
     brake_ids: torch.Tensor
     end_think_id: int
 
@@ -101,6 +105,8 @@ class MarkerTables:
         end_think_id: int,
         brake_ids: Sequence[int],
         vocab_size: int,
+        *,
+        step_tables: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> MarkerTables:
         """Compile token-id marker sequences into the automaton tables.
 
@@ -110,13 +116,16 @@ class MarkerTables:
             Each one tokenisation of one marker phrase (empty ones are ignored, duplicates
             merge).
         step_token_ids : iterable of int
-            Tokens whose text contains the step delimiter.
+            Tokens whose text contains the step delimiter: each adds one step.
         end_think_id : int
             The token that ends thinking.
         brake_ids : sequence of int
             The forced sequence; must end with ``end_think_id``.
         vocab_size : int
             Size of the token->class map (tokens at or above it are class 0, never steps).
+        step_tables : (step_class, step_table), optional
+            A step-delimiter matcher that replaces ``step_token_ids`` (``from_tokenizer``
+            builds one that also counts a delimiter split across tokens).
 
         Examples
         --------
@@ -195,14 +204,26 @@ class MarkerTables:
         token_class = torch.zeros(vocab_size, dtype=torch.int32)
         if classes:
             token_class[torch.tensor(list(classes), dtype=torch.int64)] = torch.arange(1, C, dtype=torch.int32)
-        step_mask = torch.zeros(vocab_size, dtype=torch.bool)
-        if steps:
-            step_mask[torch.tensor(steps, dtype=torch.int64)] = True
+        if step_tables is None:
+            step_class = torch.zeros(vocab_size, dtype=torch.uint8)
+            if steps:
+                step_class[torch.tensor(steps, dtype=torch.int64)] = 1
+            # Class 0 leaves the matcher after text; class 1 completes one delimiter.
+            step_table = torch.tensor([[0, 0, 0], [4, 4, 4]], dtype=torch.int32)
+        else:
+            step_class, step_table = step_tables
+            if step_class.shape != (vocab_size,) or step_class.dtype != torch.uint8:
+                raise ValueError(f"step_tables[0] must be a uint8 [{vocab_size}] tensor")
+            if step_table.dim() != 2 or step_table.shape[1] != 3 or step_table.dtype != torch.int32:
+                raise ValueError("step_tables[1] must be an int32 [NS, 3] tensor")
+            if int(step_class.max()) >= step_table.shape[0] or not bool(((step_table & 3) <= 2).all()):
+                raise ValueError("step_tables: a class without a table row, or a state outside 0..2")
         return cls(
             token_class=token_class,
             transitions=torch.tensor(trans, dtype=torch.int32).reshape(S, C),
             match_len=torch.tensor(match, dtype=torch.int32),
-            step_mask=step_mask,
+            step_class=step_class.contiguous(),
+            step_table=step_table.contiguous(),
             brake_ids=torch.tensor(brake, dtype=torch.int64),
             end_think_id=end_think_id,
         )
@@ -221,8 +242,12 @@ class MarkerTables:
 
         Every tokenisation the tokenizer produces for each phrase is a pattern: the phrase as
         written, lower-cased first letter and capitalised, each with and without a leading
-        space. Step tokens are the vocabulary tokens whose decoded text contains
-        ``step_delimiter``. ``end_think`` must be a single token (added to the tokenizer
+        space. With the default ``step_delimiter="\\n\\n"`` steps are counted by a blank-line
+        matcher over the decoded token texts, the rule of :func:`mta.sbt.split_steps`
+        (``\\n[ \\t]*\\n``, a run of blank lines is one delimiter, blank lines before the first
+        step are none), so a delimiter split across tokens ("\\n" then "\\n", as SmolLM2
+        often writes it) counts too; another delimiter counts the tokens whose text contains
+        it. ``end_think`` must be a single token (added to the tokenizer
         as a special token if the model uses one). ``brake_text`` must end with ``end_think``
         followed only by whitespace; what follows ``end_think`` is not forced.
 
@@ -255,5 +280,55 @@ class MarkerTables:
         V = len(tokenizer) if vocab_size is None else int(vocab_size)
         n = len(tokenizer)
         decoded = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
+        if step_delimiter == "\n\n":
+            return cls.from_token_ids(sorted(pats), [], end_id, brake_ids, V,
+                                      step_tables=blank_line_step_tables(decoded, V))
         steps = [i for i, text in enumerate(decoded) if step_delimiter in text]
         return cls.from_token_ids(sorted(pats), steps, end_id, brake_ids, V)
+
+
+# Blank-line matcher states: after text, after one newline (and spaces / tabs), inside a break.
+_TEXT, _NEWLINE, _BREAK = 0, 1, 2
+
+
+def _run_blank_lines(text: str, state: int) -> tuple[int, int]:
+    """(state after ``text``, delimiters completed in it), the regex ``\\n[ \\t]*\\n\\s*``."""
+    breaks = 0
+    for ch in text:
+        if ch == "\n":
+            if state == _NEWLINE:
+                breaks += 1
+            state = _BREAK if state != _TEXT else _NEWLINE
+        elif ch in " \t":
+            pass
+        elif state == _BREAK and ch.isspace():
+            pass
+        else:
+            state = _TEXT
+    return state, breaks
+
+
+def blank_line_step_tables(texts: Sequence[str], vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(step_class [V] uint8, step_table [NS, 3] int32)`` of the blank-line matcher.
+
+    Tokens with the same behaviour from each of the three states share a class; class 0 is
+    ordinary text (every state -> after text, no delimiter). Tokens past ``texts`` are class 0.
+    """
+    ordinary = ((_TEXT, 0),) * 3
+    behaviours = {ordinary: 0}
+    step_class = torch.zeros(vocab_size, dtype=torch.uint8)
+    ids = []
+    for i, text in enumerate(texts[:vocab_size]):
+        key = tuple(_run_blank_lines(text, s) for s in (_TEXT, _NEWLINE, _BREAK))
+        c = behaviours.setdefault(key, len(behaviours))
+        if c:
+            ids.append((i, c))
+    if len(behaviours) > 255:
+        raise ValueError(f"{len(behaviours)} step-delimiter classes: more than a uint8 holds")
+    if ids:
+        idx, cls_ = zip(*ids)
+        step_class[torch.tensor(idx)] = torch.tensor(cls_, dtype=torch.uint8)
+    table = torch.zeros(len(behaviours), 3, dtype=torch.int32)
+    for key, c in behaviours.items():
+        table[c] = torch.tensor([nxt + 4 * n for nxt, n in key], dtype=torch.int32)
+    return step_class, table

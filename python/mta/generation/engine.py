@@ -12,7 +12,8 @@ samples of each prompt, and a decode loop in the gpt-fast style runs one forward
   steps (to stop when every row is done, and to search the new text for stop strings);
 * a preallocated ``StaticCache`` where the model supports one (fixed shapes, so the decode
   step can be compiled, ``compile=True``), else a ``DynamicCache``;
-* ``logits_processors`` hooks between the forward pass and the sampler.
+* ``logits_processors`` hooks between the forward pass and the sampler, and ``braking``
+  (SBT's braking controller, :mod:`mta_kernels.braking`) right before the sampler.
 
 Greedy output equals ``model.generate(do_sample=False)`` token for token (checked for Llama,
 Qwen2, GPT-2 and SmolLM2, under left padding, in ``tests/test_generate.py``). Sampled output
@@ -29,10 +30,12 @@ from numbers import Integral
 
 import torch
 
+from mta.generation.braking import braking_reports
 from mta.generation.params import sampling_params
 from mta.generation.prompts import encode_prompts, left_pad
 from mta.generation.result import GenerationResult
 from mta.generation.stops import StopChecker, trim_text
+from mta_kernels.braking.processors import BrakingLogitsProcessor
 
 __all__ = ["DecodeState", "GenerationResult", "generate"]
 
@@ -158,6 +161,7 @@ def generate(
     stop: str | Sequence[str] | None = None,
     stop_check_interval: int = 8,
     logits_processors: Sequence[LogitsProcessor] | None = None,
+    braking: BrakingLogitsProcessor | None = None,
     return_entropy: bool = False,
     chat_template: bool = False,
     add_special_tokens: bool | None = None,
@@ -208,6 +212,11 @@ def generate(
         work as is) and ``logits`` [B, V] fp32; applied in order before sampling. One
         that takes a ``state`` keyword also gets a :class:`DecodeState`. Must not
         synchronise with the host if the loop is to stay sync-free.
+    braking : mta_kernels.braking.BrakingLogitsProcessor, optional
+        Self-Braking decoding: applied after ``logits_processors``, right before sampling
+        (so the forced brake tokens reach the sampler untouched); rows are the ``B =
+        len(prompts) * n`` samples, so a per-row ``in_think`` / config has ``B`` entries.
+        The result's ``braking`` then holds one :class:`BrakingReport` per sample.
     return_entropy : bool
         Also return the entropy of the model's raw next-token distribution at each token.
     chat_template : bool
@@ -250,6 +259,10 @@ def generate(
     if stops and tokenizer is None:
         raise ValueError("stop strings need a tokenizer (tokenizer=None)")
     processors = _processor_callers(logits_processors)
+    if braking is not None:
+        if not isinstance(braking, BrakingLogitsProcessor):
+            raise TypeError(f"braking must be a mta_kernels.braking.BrakingLogitsProcessor, got {type(braking).__name__}")
+        processors += _processor_callers([braking])
     device = model.device
     if generator is not None and seed is not None:
         raise ValueError("pass generator or seed, not both")
@@ -274,18 +287,19 @@ def generate(
             texts=[""] * B, token_ids=[[] for _ in range(B)], logprobs=[[] for _ in range(B)],
             finish_reasons=["length"] * B, prompt_indices=prompt_indices, prompt_token_ids=prompt_ids,
             entropies=[[] for _ in range(B)] if return_entropy else None, n=n,
+            braking=braking_reports(braking, [[] for _ in range(B)], set(eos)) if braking is not None else None,
         )
 
     return _decode(
         model, tokenizer, prompt_ids, n=n, max_new_tokens=max_new_tokens, params=params, generator=generator,
         eos=eos, pad_id=pad_id, stops=stops, stop_check_interval=stop_check_interval, processors=processors,
-        return_entropy=return_entropy, cache=cache, compile=compile, progress=progress,
+        return_entropy=return_entropy, cache=cache, compile=compile, progress=progress, braking=braking,
     )
 
 
 def _decode(
     model, tokenizer, prompt_ids, *, n, max_new_tokens, params, generator, eos, pad_id, stops,
-    stop_check_interval, processors, return_entropy, cache, compile, progress,
+    stop_check_interval, processors, return_entropy, cache, compile, progress, braking=None,
 ) -> GenerationResult:
     from transformers import DynamicCache
 
@@ -447,4 +461,5 @@ def _decode(
         decode_s=decode_s,
         steps=steps,
         extras={"cache": "static" if use_static else "dynamic", "compiled": bool(compile)},
+        braking=braking_reports(braking, token_ids, eos_set) if braking is not None else None,
     )

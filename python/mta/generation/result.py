@@ -45,6 +45,8 @@ class GenerationResult:
         Wall time of the prefill and of the decode loop.
     steps : int
         Decode steps run (forward passes after the prefill, plus one).
+    braking : list of BrakingReport or None
+        With ``braking=``: per sample, its thinking length and whether / why it braked.
     """
 
     texts: list[str]
@@ -59,6 +61,7 @@ class GenerationResult:
     decode_s: float = 0.0
     steps: int = 0
     extras: dict = field(default_factory=dict)
+    braking: list | None = None
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -1,4 +1,5 @@
-"""``mta sbt score IN.jsonl [--out scores.jsonl]`` and ``mta sbt build IN.jsonl OUT.jsonl --method sbt-e|sbt-d``."""
+"""``mta sbt score IN.jsonl [--out scores.jsonl]``, ``mta sbt build IN.jsonl OUT.jsonl --method sbt-e|sbt-d``
+and ``mta sbt demo`` (SmolLM2 decoding with and without braking)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from mta.sbt import braking_demo
+
+    return braking_demo.run_from_args(args)
+
+
 def add_parser(sub) -> None:
-    """Add ``sbt`` (with ``score`` and ``build``) to the ``mta`` subparsers."""
+    """Add ``sbt`` (with ``score``, ``build`` and ``demo``) to the ``mta`` subparsers."""
+    from mta.sbt import braking_demo
+
     sbt = sub.add_parser("sbt", help="Self-Braking Tuning: score traces, build SBT-E / SBT-D data",
                          description="Self-Braking Tuning (arXiv 2505.14604): overthinking scores of "
                          "long chain-of-thought traces and SBT-E / SBT-D training data with loss masks.")
@@ -60,3 +69,7 @@ def add_parser(sub) -> None:
     b.add_argument("--masked-steps", type=int, default=2, help="SBT-E: masked steps after the brake phrase")
     _common(b)
     b.set_defaults(func=_run)
+    d = ss.add_parser("demo", help="SmolLM2 thinking with and without braking (braking_step per decode step)",
+                      description=braking_demo.__doc__.split("\n\n")[0].replace("\n", " "))
+    braking_demo.add_arguments(d)
+    d.set_defaults(func=_demo)

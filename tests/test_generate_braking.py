@@ -1,0 +1,128 @@
+"""Braking inside mta.generate and the SmolLM2 braking demo."""
+
+import pytest
+import torch
+
+from mta.generation.engine import generate
+from mta.models import tiny_random_model
+from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
+from mta_kernels.braking.processors import BrakingLogitsProcessor
+
+V = 1000
+PROMPTS = [[5, 6, 7, 8, 9], [20, 21], [30, 31, 32]]
+END, BRAKE = 900, [901, 902, 903, 900]
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return tiny_random_model("llama", vocab_size=V, seed=3)
+
+
+def tables():
+    return MarkerTables.from_token_ids([[40, 41], [42]], step_token_ids=[50, 51], end_think_id=END, brake_ids=BRAKE,
+                                       vocab_size=V)
+
+
+def test_budget_brake_forces_the_brake_text_then_decodes_on(llama):
+    budget = torch.tensor([0, 5, 1000])
+    proc = BrakingLogitsProcessor(tables(), BrakingConfig(max_thinking_tokens=budget))
+    out = generate(llama, None, PROMPTS, temperature=0.0, max_new_tokens=24, eos_token_id=[], braking=proc,
+                   progress=False)
+    for b, k in enumerate([0, 5]):
+        toks = out.token_ids[b]
+        assert toks[k: k + len(BRAKE)] == BRAKE  # exactly `budget` thinking tokens, then the brake text
+        rep = out.braking[b]
+        assert rep.braked and rep.reason == "budget" and rep.ended_thinking
+        assert rep.thinking_tokens == k + len(BRAKE) - 1
+        assert len(toks) == 24  # the answer is decoded after </think>
+    assert not out.braking[2].braked and out.braking[2].reason == "none"
+    plain = generate(llama, None, PROMPTS, temperature=0.0, max_new_tokens=24, eos_token_id=[], progress=False)
+    assert out.token_ids[2] == plain.token_ids[2]  # a row that never triggers is untouched
+    assert out.braking[2].thinking_tokens == (plain.token_ids[2].index(END) if END in plain.token_ids[2] else 24)
+
+
+def test_think_free_rows_pass_through_and_n_samples_are_rows(llama):
+    in_think = torch.tensor([False, False, True, True, False, False])  # B = 3 prompts * n = 2
+    proc = BrakingLogitsProcessor(tables(), BrakingConfig(max_thinking_tokens=2), in_think=in_think)
+    out = generate(llama, None, PROMPTS, n=2, temperature=0.0, max_new_tokens=12, eos_token_id=[], braking=proc,
+                   progress=False)
+    plain = generate(llama, None, PROMPTS, n=2, temperature=0.0, max_new_tokens=12, eos_token_id=[], progress=False)
+    for b in range(6):
+        if in_think[b]:
+            assert out.token_ids[b][2:6] == BRAKE and out.braking[b].braked
+        else:
+            assert out.token_ids[b] == plain.token_ids[b]
+            assert not out.braking[b].thinks and out.braking[b].thinking_tokens == 0 and not out.braking[b].braked
+
+
+def test_processor_equals_braking_step_inside_generate(llama):
+    """Sampled decoding: the processor inside generate does what braking_step on the same stream does."""
+    cfg = BrakingConfig(max_thinking_tokens=torch.tensor([7, 3, 1000]), max_steps=2)
+    proc = BrakingLogitsProcessor(tables(), cfg)
+    out = generate(llama, None, PROMPTS, temperature=1.0, max_new_tokens=16, eos_token_id=[], braking=proc, seed=1,
+                   progress=False)
+    # Replay the generated tokens through braking_step: same final counters and decisions.
+    state = BrakingState.new(3)
+    t = tables()
+    for step in range(16):
+        last = None if step == 0 else torch.tensor([row[step - 1] for row in out.token_ids])
+        forced = braking_step(torch.zeros(3, V), last, state, t, cfg)
+        for b in range(3):
+            if torch.isinf(forced[b]).any():
+                assert out.token_ids[b][step] == int(forced[b].argmax())
+    for a, b in zip(proc.state.tensors(), state.tensors()):
+        assert torch.equal(a, b)
+
+
+def test_finished_rows_consume_nothing(llama):
+    # EOS = the first brake token: row 0 brakes at once and finishes on that token.
+    proc = BrakingLogitsProcessor(tables(), BrakingConfig(max_thinking_tokens=torch.tensor([0, 1000, 1000])))
+    out = generate(llama, None, PROMPTS, temperature=0.0, max_new_tokens=10, eos_token_id=[BRAKE[0]], braking=proc,
+                   progress=False)
+    assert out.token_ids[0] == [BRAKE[0]] and out.finish_reasons[0] == "eos"
+    assert int(proc.state.thinking_tokens[0]) == 0  # the padding fed after EOS was not counted
+    assert out.braking[0].thinking_tokens == 0 and out.braking[0].braked
+
+
+def test_reused_processor_starts_over_on_a_new_generation(llama):
+    proc = BrakingLogitsProcessor(tables(), BrakingConfig(max_thinking_tokens=4))
+    first = generate(llama, None, PROMPTS, temperature=0.0, max_new_tokens=10, eos_token_id=[], braking=proc,
+                     progress=False)
+    second = generate(llama, None, PROMPTS, temperature=0.0, max_new_tokens=10, eos_token_id=[], braking=proc,
+                      progress=False)
+    assert first.token_ids == second.token_ids and first.braking == second.braking
+
+
+def test_transformers_generate_reuse_is_detected_by_width():
+    proc = BrakingLogitsProcessor(tables(), BrakingConfig(max_thinking_tokens=2))
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    for _ in range(3):
+        proc(ids, torch.zeros(2, V))
+        ids = torch.cat([ids, torch.full((2, 1), 7)], 1)
+    assert int(proc.state.thinking_tokens[0]) == 2
+    proc(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, V))  # same batch size, a fresh prompt
+    assert int(proc.state.thinking_tokens[0]) == 0 and not bool(proc.state.braking.any())
+
+
+def test_zero_new_tokens_and_bad_braking_argument(llama):
+    proc = BrakingLogitsProcessor(tables(), BrakingConfig(max_thinking_tokens=1))
+    out = generate(llama, None, PROMPTS, max_new_tokens=0, braking=proc, progress=False)
+    assert [r.thinking_tokens for r in out.braking] == [0, 0, 0] and not any(r.braked for r in out.braking)
+    with pytest.raises(TypeError, match="braking must be"):
+        generate(llama, None, PROMPTS, max_new_tokens=2, braking=BrakingConfig(), progress=False)
+
+
+@pytest.mark.smollm2
+def test_smollm2_braking_demo(capsys):
+    from mta.sbt.braking_demo import DEMO_QUESTIONS, run_demo
+
+    rows = run_demo(max_new_tokens=96, cfg=BrakingConfig(max_thinking_tokens=16, max_steps=3), progress=False)
+    text = capsys.readouterr().out
+    assert "thinking saved" in text
+    for row, (_, _, thinks) in zip(rows, DEMO_QUESTIONS):
+        if not thinks:
+            assert row.free_text == row.braked_text and row.braked_thinking == 0  # ThinkFree: untouched
+        elif row.free_thinking > 16 + 20:  # long thinkers brake at the budget and save tokens
+            assert row.braked and row.reason in ("budget", "steps")
+            assert "</think>" in row.braked_text and row.braked_thinking < row.free_thinking
+    assert any(r.braked for r in rows)
