@@ -2,10 +2,11 @@
 
 One decode step of SBT's braking controller on a batch that is thinking (the common case:
 counters advance, no trigger fires), at V = 151936 (Qwen), B in {64, 256}, fp32, with and
-without the margin trigger (the only one that reads the logits rows). The baseline is the
-processor a user would otherwise write: a transformers-style LogitsProcessor looping over
-rows in Python with the same marker automaton (as Python lists), per-row counters, and a
-per-row ``max`` / ``item`` for the margin. Run it through the runner::
+without the margin trigger (the only one that reads the logits rows). Two baselines, both
+transformers-style LogitsProcessors looping over rows in Python with per-row counters and a
+per-row ``max`` / ``item`` for the margin: the lean one walks the same marker automaton (as
+Python lists); the usual one compares the tail of each row's tokens with every marker
+tokenisation. Run it through the runner::
 
     python benchmarks/run.py --family braking [--quick | --full]
 """
@@ -29,6 +30,7 @@ from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braki
 V = 151936
 BATCHES = (64, 256)
 PYTHON = "per-row Python processor"
+TAIL = "per-row Python processor (tail matching)"
 FLOOR = "memory floor"
 
 
@@ -50,17 +52,24 @@ def cases(mode: str) -> list[Case]:
     return [Case(B, m) for B, m in itertools.product(batches, (False, True))]
 
 
-def synthetic_tables(seed: int = 0) -> MarkerTables:
-    """~150 marker tokenisations of 1-5 tokens and 300 step tokens, Qwen-sized vocabulary."""
+def synthetic_markers(seed: int = 0) -> tuple[list[list[int]], list[int], int, list[int]]:
+    """(markers, step tokens, end-of-thinking id, brake ids): ~150 marker tokenisations of
+    1-5 tokens and 300 step tokens in a Qwen-sized vocabulary."""
     rng = random.Random(seed)
     markers = [[rng.randrange(V) for _ in range(rng.randint(1, 5))] for _ in range(150)]
     steps = rng.sample(range(V), 300)
     end = 151668
-    return MarkerTables.from_token_ids(markers, steps, end, [rng.randrange(V) for _ in range(16)] + [end], V)
+    return markers, steps, end, [rng.randrange(V) for _ in range(16)] + [end]
+
+
+def synthetic_tables(seed: int = 0) -> MarkerTables:
+    markers, steps, end, brake = synthetic_markers(seed)
+    return MarkerTables.from_token_ids(markers, steps, end, brake, V)
 
 
 class PerRowPythonProcessor:
-    """The baseline: same rules as ``braking_step``, one Python iteration per row."""
+    """The lean baseline: same rules as ``braking_step``, one Python iteration per row, with
+    the same marker automaton (as Python lists)."""
 
     def __init__(self, tables: MarkerTables, cfg: BrakingConfig, B: int):
         self.cls = tables.token_class.tolist()
@@ -73,6 +82,10 @@ class PerRowPythonProcessor:
         self.cfg = cfg
         self.rows = [dict(t=0, m=0, s=0, think=True, brk=False, ac=0, cu=0, pos=0, reason=0, ds=2) for _ in range(B)]
 
+    def _longest_marker_ending(self, r: dict, tok: int) -> int:
+        r["ac"] = self.trans[r["ac"]][self.cls[tok] if tok < len(self.cls) else 0]
+        return self.mlen[r["ac"]]
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         cfg, last = self.cfg, input_ids[:, -1].tolist()
         for b, r in enumerate(self.rows):
@@ -83,8 +96,7 @@ class PerRowPythonProcessor:
                         r["think"] = False
                     else:
                         r["t"] += 1
-                        r["ac"] = self.trans[r["ac"]][self.cls[tok] if tok < len(self.cls) else 0]
-                        L = self.mlen[r["ac"]]
+                        L = self._longest_marker_ending(r, tok)
                         if L:
                             r["m"] += r["t"] - max(r["cu"], r["t"] - L)
                             r["cu"] = r["t"]
@@ -116,6 +128,22 @@ class PerRowPythonProcessor:
         return scores
 
 
+class TailMatchingProcessor(PerRowPythonProcessor):
+    """The processor most users write: the same rules, but markers found by comparing the
+    tail of each row's thinking tokens with every marker tokenisation (no automaton)."""
+
+    def __init__(self, tables: MarkerTables, cfg: BrakingConfig, B: int, markers: list[list[int]]):
+        super().__init__(tables, cfg, B)
+        self.markers = [list(m) for m in markers]
+        for r in self.rows:
+            r["hist"] = []
+
+    def _longest_marker_ending(self, r: dict, tok: int) -> int:
+        hist = r["hist"]
+        hist.append(tok)
+        return max((len(m) for m in self.markers if hist[-len(m):] == m), default=0)
+
+
 def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
     """Time every implementation on every case; one row per (case, implementation).
 
@@ -144,6 +172,8 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
             impls.append((name, backend, lambda s=state: braking_step(logits, last, s, tables, cfg)))
         proc = PerRowPythonProcessor(tables, cfg, case.B)
         impls.append((PYTHON, None, lambda: proc(input_ids, logits)))
+        tail = TailMatchingProcessor(tables, cfg, case.B, synthetic_markers()[0])
+        impls.append((TAIL, None, lambda: tail(input_ids, logits)))
         for name, backend, fn in impls:
             progress.set_postfix_str(f"B={case.B} {case.label}: {name}")
             with harness.forced_backend(backend) if backend else contextlib.nullcontext():
@@ -157,6 +187,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
                 "params": case.label, "impl": name,
                 "median_us": t.median_us, "p20_us": t.p20_us, "p80_us": t.p80_us,
                 "vs_python": timings[PYTHON].median_us / t.median_us,
+                "vs_tail": timings[TAIL].median_us / t.median_us,
                 "x_floor": t.median_us / floor,
             })
     return rows
@@ -171,6 +202,7 @@ def markdown(rows: list[dict]) -> str:
         ("implementation", lambda r: r["impl"]),
         *harness.timing_columns("µs"),
         ("vs per-row Python", lambda r: f"{r['vs_python']:.1f}×"),
+        ("vs tail matching", lambda r: f"{r['vs_tail']:.1f}×"),
         ("× floor", lambda r: f"{r['x_floor']:.2f}"),
     ])
 

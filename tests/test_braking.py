@@ -403,3 +403,26 @@ def test_reference_matches_spec_order_of_triggers():
         t.brake_ids, 1, torch.tensor([1]), torch.tensor([0.5]), torch.tensor([0]), torch.tensor([1]), None,
     )
     assert state.brake_reason.tolist() == [1] and logits[0, 1] == 0
+
+
+def test_config_edits_between_steps_take_effect():
+    """normalised() is memoised: in-place edits, new tensors and new scalars must still be seen."""
+    tables = MarkerTables.from_token_ids([[4]], [5], 2, [3, 2], vocab_size=8)
+    budget = torch.tensor([100, 100])
+    cfg = BrakingConfig(max_thinking_tokens=budget)
+    state = BrakingState.new(2)
+    braking_step(torch.zeros(2, 8), None, state, tables, cfg)
+    braking_step(torch.zeros(2, 8), torch.tensor([6, 6]), state, tables, cfg)
+    assert not bool(state.braking.any())
+    budget[0] = 1  # in place
+    braking_step(torch.zeros(2, 8), torch.tensor([6, 6]), state, tables, cfg)
+    assert state.braking.tolist() == [True, False]
+    cfg.max_thinking_tokens = torch.tensor([100, 2])  # a new tensor
+    braking_step(torch.zeros(2, 8), torch.tensor([3, 6]), state, tables, cfg)
+    assert state.braking.tolist() == [True, True]
+    cfg2 = BrakingConfig(max_steps=5)
+    state2 = BrakingState.new(1)
+    braking_step(torch.zeros(1, 8), torch.tensor([5]), state2, tables, cfg2)
+    cfg2.max_steps = 1  # a new scalar
+    braking_step(torch.zeros(1, 8), torch.tensor([6]), state2, tables, cfg2)
+    assert bool(state2.braking[0]) and int(state2.brake_reason[0]) == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -56,10 +56,32 @@ class BrakingConfig:
     min_thinking_tokens: int | torch.Tensor = 0
     max_steps: int | torch.Tensor | None = None
     end_think_margin: float | torch.Tensor | None = None
+    _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _values(self) -> tuple:
+        return (self.max_thinking_tokens, self.marker_ratio, self.min_thinking_tokens, self.max_steps,
+                self.end_think_margin)
 
     def normalised(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """``[B]`` tensors (max_thinking_tokens, marker_ratio, min_thinking_tokens, max_steps,
-        end_think_margin) as the kernels take them: int64 / fp32, off = -1 / NaN."""
+        end_think_margin) as the kernels take them: int64 / fp32, off = -1 / NaN.
+
+        Memoised per config: scalars by value, tensors by identity and version (the memo
+        holds them, so an id is never reused), so a new value or an in-place edit between
+        steps still takes effect. The returned tensors must be treated as read-only.
+        """
+        vals = self._values()
+        versions = tuple(v._version if isinstance(v, torch.Tensor) else None for v in vals)
+        memo = self._memo
+        if (memo is not None and memo[0] == batch and memo[1] == device and memo[3] == versions
+                and all(a is b or (not isinstance(a, torch.Tensor) and type(a) is type(b) and a == b)
+                        for a, b in zip(memo[2], vals))):
+            return memo[4]
+        out = self._normalise(batch, device)
+        self._memo = (batch, device, vals, versions, out)
+        return out
+
+    def _normalise(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
 
         def integer(value, name):
             if value is None:

@@ -1,6 +1,7 @@
 """The ``mta`` command line.
 
-    mta demo [--quick]     sampling benchmark table, then a real decode with SmolLM2-135M
+    mta demo [--quick]     sampling benchmark table, a real decode with SmolLM2-135M, then
+                           SmolLM2 thinking with and without Self-Braking
     mta bench [args...]    the benchmark runner (benchmarks/run.py); `mta bench --help`
     mta info               versions, backends, whether the C++ extension loaded
     mta sbt score|build    Self-Braking Tuning: score traces, build SBT-E / SBT-D data
@@ -73,6 +74,8 @@ def _run_bench(argv: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
     from mta import decode_demo
 
     status = 0
@@ -87,7 +90,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             status = 1
         print(flush=True)
     print("== decode demo: SmolLM2-135M-Instruct, KV-cached loop, mk.sample per row ==", flush=True)
-    return decode_demo.run_from_args(args) or status
+    status = decode_demo.run_from_args(args) or status
+    if not args.skip_braking:
+        from mta.sbt import braking_demo
+
+        print("\n== Self-Braking decoding: SmolLM2 thinking without and with braking_step ==", flush=True)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        rows = braking_demo.run_demo(device=device, progress=not args.no_progress)
+        status = status or (0 if rows else 1)
+    return status
 
 
 def _version(dist: str) -> str:
@@ -149,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
         "prompts with SmolLM2-135M-Instruct sampling every step with mk.sample, per-row parameters.",
     )
     demo.add_argument("--quick", action="store_true", help="the quick benchmark grid (about a minute on 2 CPU cores)")
-    demo.add_argument("--skip-bench", action="store_true", help="only the decode demo")
+    demo.add_argument("--skip-bench", action="store_true", help="no benchmark table, only the demos")
+    demo.add_argument("--skip-braking", action="store_true", help="no Self-Braking decoding demo")
     decode_demo.add_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
