@@ -8,6 +8,10 @@ chain + ``torch.multinomial``, and the one-read memory floor. Run it through the
 
 Logits are standard normal (seeded). The sort-based baselines cost the same whatever the
 values; a fused kernel's cost may depend on how peaked the distribution is.
+
+Where ``mk.sample`` takes the split-row Triton path (small B, see
+``mta_kernels.sampling.triton_split_row.prefers_split_row``), one more row times the
+one-program-per-row kernel on the same shape, so the table shows what the split buys.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ PARAMS = (
     {"temperature": 0.7, "top_k": 50, "top_p": 0.9, "min_p": 0.05},
 )
 
+ONE_PROGRAM = "mta_kernels (triton, one program per row)"
 SORT = "sort-based (vLLM native)"
 TRANSFORMERS = "transformers chain + multinomial"
 FLOOR = "memory floor"
@@ -78,6 +83,16 @@ def implementations(
         )
         for backend in mk.available_backends(logits.device)
     ]
+    if "triton" in mk.available_backends(logits.device):
+        from mta_kernels.sampling import triton_split_row
+
+        if triton_split_row.prefers_split_row(case.B, case.V, logits.device):
+
+            def one_program() -> object:
+                with triton_split_row.forced_split_row(False):
+                    return mk.sample(logits, **p, generator=generator)
+
+            impls.append((ONE_PROGRAM, "triton", one_program))
 
     # vLLM keeps per-request parameters as [B] device tensors, built outside the step.
     def row(value: float, dtype: torch.dtype) -> torch.Tensor:

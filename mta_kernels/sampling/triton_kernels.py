@@ -15,6 +15,9 @@ later passes at moderate batch sizes):
    row's uniform draw (the same rule as the reference, so both pick the same token).
 
 Thresholds are keys, so a cut never depends on rounding a float back from a bucket bound.
+
+At small batch sizes ``sample_triton`` / ``filter_logits_triton`` hand over to the split-row
+kernels in ``triton_split_row.py`` (many programs per row, built on these helpers).
 """
 
 from __future__ import annotations
@@ -70,10 +73,11 @@ def _row_max_argmax(row_ptr, V, t, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _radix_select(row_ptr, V, t, m, floor_key, target, USE_MASS: tl.constexpr, BLOCK: tl.constexpr):
+def _radix_select(row_ptr, V, t, m, floor_key, target, mass, USE_MASS: tl.constexpr, BLOCK: tl.constexpr):
     """Smallest key bound such that the tokens with ``key >= bound`` (among finite tokens
     with ``key >= floor_key``) are those before and including the one where the running
-    total from the top reaches ``target`` (count, or for USE_MASS ``target * total mass``)."""
+    total from the top reaches ``target`` (count, or for USE_MASS ``target * mass``, where a
+    negative ``mass`` stands for the total weight of those tokens)."""
     offs0 = tl.arange(0, BLOCK)
     digits = tl.arange(0, 16)
     prefix = tl.zeros((), tl.int64)
@@ -101,7 +105,7 @@ def _radix_select(row_ptr, V, t, m, floor_key, target, USE_MASS: tl.constexpr, B
             weights = hist_c
         if USE_MASS:
             if shift == 28:
-                target = target * tl.sum(weights, axis=0)
+                target = target * tl.where(mass < 0.0, tl.sum(weights, axis=0), mass)
         # suffix[d] = weight of buckets d..15
         suffix = tl.sum(tl.where(digits[None, :] >= digits[:, None], weights[None, :], 0.0), axis=1)
         reached = (above + suffix) >= target
@@ -130,14 +134,15 @@ def _radix_select(row_ptr, V, t, m, floor_key, target, USE_MASS: tl.constexpr, B
 
 
 @triton.jit
-def _row_cut(row_ptr, V, t, m, top_k, top_p, min_p, BLOCK: tl.constexpr):
-    """Key bound of top-k and top-p, and the min-p threshold on z, for one row."""
+def _row_cut(row_ptr, V, t, m, top_k, top_p, min_p, mass, BLOCK: tl.constexpr):
+    """Key bound of top-k and top-p, and the min-p threshold on z, for one row. ``mass`` is
+    the softmax denominator top-p is relative to; negative: the mass top-k kept here."""
     key_k = tl.zeros((), tl.int64)
     if (top_k > 0) & (top_k < V):
-        key_k = _radix_select(row_ptr, V, t, m, key_k, top_k.to(tl.float32), False, BLOCK)
+        key_k = _radix_select(row_ptr, V, t, m, key_k, top_k.to(tl.float32), -1.0, False, BLOCK)
     key_p = key_k
     if top_p < 1.0:
-        key_p = _radix_select(row_ptr, V, t, m, key_k, top_p, True, BLOCK)
+        key_p = _radix_select(row_ptr, V, t, m, key_k, top_p, mass, True, BLOCK)
     z_min = float("-inf")
     if min_p > 0.0:
         z_min = m + tl.log(min_p)
@@ -172,13 +177,46 @@ def _filter_kernel(
     first = tl.where(greedy != 0, arg, 0)
     last = tl.where(greedy != 0, arg, V - 1)
     if (greedy == 0) & (m > float("-inf")):
-        key_cut, z_min = _row_cut(row_ptr, V, t, m, top_k, top_p, min_p, BLOCK)
+        key_cut, z_min = _row_cut(row_ptr, V, t, m, top_k, top_p, min_p, -1.0, BLOCK)
     offs0 = tl.arange(0, BLOCK)
     for start in range(0, V, BLOCK):
         offs = start + offs0
         z = _load_z(row_ptr, offs, V, t)
         keep = (z > float("-inf")) & (_order_key(z) >= key_cut) & (z >= z_min) & (offs >= first) & (offs <= last)
         tl.store(out_row + offs, tl.where(keep, z, float("-inf")), mask=offs < V)
+
+
+@triton.jit
+def _draw(z_ptr, N, t, m, key_cut, z_min, u, BLOCK: tl.constexpr):
+    """Inverse-CDF draw in storage order among the kept entries of ``z_ptr[:N]`` (scaled by
+    ``t`` on load): the position drawn by the uniform ``u`` and the kept mass ``Z``."""
+    offs0 = tl.arange(0, BLOCK)
+    total = 0.0
+    last_kept = -1
+    for start in range(0, N, BLOCK):
+        offs = start + offs0
+        z = _load_z(z_ptr, offs, N, t)
+        keep = (z > float("-inf")) & (_order_key(z) >= key_cut) & (z >= z_min)
+        total += tl.sum(tl.where(keep, _weight(z, m), 0.0), axis=0)
+        last_kept = tl.maximum(last_kept, tl.max(tl.where(keep, offs, -1), axis=0))
+    target = u * total
+    # The position is the number of positions whose running mass is still <= target.
+    running = 0.0
+    below = 0
+    for start in range(0, N, BLOCK):
+        offs = start + offs0
+        z = _load_z(z_ptr, offs, N, t)
+        keep = (z > float("-inf")) & (_order_key(z) >= key_cut) & (z >= z_min)
+        w = tl.where(keep, _weight(z, m), 0.0)
+        cdf = running + tl.cumsum(w, axis=0)
+        below += tl.sum(((cdf <= target) & (offs < N)).to(tl.int32), axis=0)
+        running += tl.sum(w, axis=0)
+    return tl.minimum(below, last_kept), total
+
+
+@triton.jit
+def _logprob(z_tok, m, total):
+    return tl.where(z_tok == m, 0.0, z_tok - m) - tl.log(total)
 
 
 @triton.jit
@@ -196,45 +234,41 @@ def _sample_kernel(
         token = tl.full((), -1, tl.int64)
         logprob = float("-inf")
     elif greedy == 0:
-        key_cut, z_min = _row_cut(row_ptr, V, t, m, top_k, top_p, min_p, BLOCK)
-        offs0 = tl.arange(0, BLOCK)
-        total = 0.0
-        last_kept = -1
-        for start in range(0, V, BLOCK):
-            offs = start + offs0
-            z = _load_z(row_ptr, offs, V, t)
-            keep = (z > float("-inf")) & (_order_key(z) >= key_cut) & (z >= z_min)
-            total += tl.sum(tl.where(keep, _weight(z, m), 0.0), axis=0)
-            last_kept = tl.maximum(last_kept, tl.max(tl.where(keep, offs, -1), axis=0))
-        target = tl.load(uniform_ptr + pid) * total
-        # The token is the number of positions whose running mass is still <= target.
-        running = 0.0
-        below = 0
-        for start in range(0, V, BLOCK):
-            offs = start + offs0
-            z = _load_z(row_ptr, offs, V, t)
-            keep = (z > float("-inf")) & (_order_key(z) >= key_cut) & (z >= z_min)
-            w = tl.where(keep, _weight(z, m), 0.0)
-            cdf = running + tl.cumsum(w, axis=0)
-            below += tl.sum(((cdf <= target) & (offs < V)).to(tl.int32), axis=0)
-            running += tl.sum(w, axis=0)
-        token = tl.minimum(below, last_kept).to(tl.int64)
-        z_tok = _load_z(row_ptr, token, V, t)
-        logprob = tl.where(z_tok == m, 0.0, z_tok - m) - tl.log(total)
+        key_cut, z_min = _row_cut(row_ptr, V, t, m, top_k, top_p, min_p, -1.0, BLOCK)
+        pos, total = _draw(row_ptr, V, t, m, key_cut, z_min, tl.load(uniform_ptr + pid), BLOCK)
+        token = pos.to(tl.int64)
+        logprob = _logprob(_load_z(row_ptr, pos, V, t), m, total)
     tl.store(token_ptr + pid, token)
     tl.store(logprob_ptr + pid, logprob)
 
 
-def filter_logits_triton(logits, temperature, top_k, top_p, min_p, *, block: int = _BLOCK):
+def filter_logits_triton(logits, temperature, top_k, top_p, min_p, *, block: int = _BLOCK, split: bool | None = None):
+    """Filtered logits [B, V] fp32 from normalised [B] parameters (see ``reference.py``).
+
+    ``split``: run each row over many programs (``triton_split_row.py``); None lets
+    ``prefers_split_row`` decide from B, V and the GPU's SM count.
+    """
+    from mta_kernels.sampling import triton_split_row
+
     B, V = logits.shape
+    if triton_split_row.prefers_split_row(B, V, logits.device) if split is None else split:
+        return triton_split_row.filter_logits_split_row(logits, temperature, top_k, top_p, min_p, block=block)
     out = torch.empty((B, V), dtype=torch.float32, device=logits.device)
     if B:
         _filter_kernel[(B,)](logits, out, temperature, top_k, top_p, min_p, V, BLOCK=block, num_warps=8)
     return out
 
 
-def sample_triton(logits, temperature, top_k, top_p, min_p, uniform, *, block: int = _BLOCK):
+def sample_triton(logits, temperature, top_k, top_p, min_p, uniform, *, block: int = _BLOCK, split: bool | None = None):
+    """Tokens [B] int64 and their logprobs [B] fp32, one draw per row from ``uniform`` [B].
+
+    ``split`` as in :func:`filter_logits_triton`; both paths return the same tokens.
+    """
+    from mta_kernels.sampling import triton_split_row
+
     B, V = logits.shape
+    if triton_split_row.prefers_split_row(B, V, logits.device) if split is None else split:
+        return triton_split_row.sample_split_row(logits, temperature, top_k, top_p, min_p, uniform, block=block)
     tokens = torch.empty(B, dtype=torch.int64, device=logits.device)
     logprobs = torch.empty(B, dtype=torch.float32, device=logits.device)
     if B:
