@@ -58,7 +58,7 @@ def synthetic_markers(seed: int = 0) -> tuple[list[list[int]], list[int], int, l
     rng = random.Random(seed)
     markers = [[rng.randrange(V) for _ in range(rng.randint(1, 5))] for _ in range(150)]
     steps = rng.sample(range(V), 300)
-    end = 151668
+    end = V - 268  # 151668 at V = 151936: where Qwen3 keeps </think>
     return markers, steps, end, [rng.randrange(V) for _ in range(16)] + [end]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_sampling, bench_sbt, run  # noqa: E402
+from benchmarks import bench_braking, bench_sampling, bench_sbt, run  # noqa: E402
 
 
 def test_runner_writes_json_markdown_and_plot(tmp_path, monkeypatch):
@@ -34,3 +34,15 @@ def test_sbt_family(tmp_path, monkeypatch):
     assert all(r["traces_per_s"] > 0 and r["mean_tokens"] >= 600 for r in rows)
     assert "| score_traces | offset arrays |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "sbt.png").stat().st_size > 1000
+
+
+def test_braking_family(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_braking, "V", 4096)
+    monkeypatch.setattr(bench_braking, "BATCHES", (8,))
+    result = run.main(["--family", "braking", "--quick", "--out", str(tmp_path)])
+    rows = result["rows"]
+    impls = {r["impl"] for r in rows}
+    assert {bench_braking.PYTHON, bench_braking.TAIL, "torch reference", "memory floor"} <= impls
+    assert {r["params"] for r in rows} == {"budget+ratio+steps", "budget+ratio+steps+margin"}
+    assert all(r["median_us"] > 0 and r["vs_python"] > 0 for r in rows)
+    assert (tmp_path / "braking.png").stat().st_size > 1000
