@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 
@@ -159,8 +159,9 @@ class BrakingState:
         self.in_think[row] = in_think
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        """The fields in the op's argument order."""
-        return tuple(getattr(self, f.name) for f in fields(self))
+        """The fields in the op's argument order (spelled out: this runs every decode step)."""
+        return (self.thinking_tokens, self.marker_tokens, self.steps, self.in_think, self.braking, self.braked,
+                self.brake_reason, self.ac_state, self.counted_until, self.brake_pos, self.delim_state)
 
     @property
     def batch_size(self) -> int:
