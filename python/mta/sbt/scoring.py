@@ -434,15 +434,20 @@ class _Analysis:
     correct_steps: list[int]  # 0-based indices of steps holding the answer (up to what was asked)
 
 
-def _analyse(trace: str, gold, tokenizer=None, *, offsets=None, anchor="sentence",
-             markers=SBT_MARKERS, want_correct: int = 1) -> _Analysis:
+def _prepare(trace: str, gold, tokenizer, offsets, anchor, markers):
+    """(split trace, answer checker, token offsets of the thinking, marker spans)."""
     t = split_trace(trace)
     checker = AnswerChecker(gold)
     if offsets is None:
         if tokenizer is None:
             raise ValueError("tokenizer: pass a tokenizer (or offsets) to count thinking tokens")
         offsets = token_offsets(tokenizer, t.thinking)
-    spans = marker_spans(t.thinking, anchor=anchor, markers=markers)
+    return t, checker, offsets, marker_spans(t.thinking, anchor=anchor, markers=markers)
+
+
+def _analyse(trace: str, gold, tokenizer=None, *, offsets=None, anchor="sentence",
+             markers=SBT_MARKERS, want_correct: int = 1) -> _Analysis:
+    t, checker, offsets, spans = _prepare(trace, gold, tokenizer, offsets, anchor, markers)
     marked = _covered_token_starts(offsets, spans)
     correct = checker.correct_steps(t.thinking, t.steps, want_correct)
     return _Analysis(t, offsets, marked, correct)
@@ -499,13 +504,7 @@ def score_trace(trace: str, gold, tokenizer=None, *, offsets=None, beta: float =
     score_traces : many traces, one tokenizer call, optional worker processes.
     """
     _check_beta(beta)
-    t = split_trace(trace)
-    checker = AnswerChecker(gold)
-    if offsets is None:
-        if tokenizer is None:
-            raise ValueError("tokenizer: pass a tokenizer (or offsets) to count thinking tokens")
-        offsets = token_offsets(tokenizer, t.thinking)
-    spans = marker_spans(t.thinking, anchor=anchor, markers=markers)
+    t, checker, offsets, spans = _prepare(trace, gold, tokenizer, offsets, anchor, markers)
     correct = checker.correct_steps(t.thinking, t.steps, 1)
     return _make_score(len(offsets), _count_covered_tokens(offsets, spans), len(t.steps), correct, beta)
 
