@@ -11,7 +11,7 @@ import torch
 
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-__all__ = ["LOGIT_DTYPES", "check_float_2d", "check_logits_2d", "per_row_param"]
+__all__ = ["LOGIT_DTYPES", "check_float_2d", "check_logits_2d", "filled", "per_row_param"]
 
 
 def check_float_2d(t: object, name: str, shape: str) -> torch.Tensor:
@@ -58,7 +58,7 @@ def _remember_checked(t: torch.Tensor) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def _filled(value: float, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def filled(value: float, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     # Scalars become [B] tensors once per (value, B, device): no allocation and no fill
     # launch per decode step. The kernels only read them.
     return torch.full((batch,), value, dtype=dtype, device=device)
@@ -118,4 +118,4 @@ def per_row_param(
     dtype = torch.int64 if integer else torch.float32
     if torch.compiler.is_compiling():
         return torch.full((batch,), value, dtype=dtype, device=device)
-    return _filled(value, batch, device, dtype)
+    return filled(value, batch, device, dtype)

@@ -426,3 +426,9 @@ def test_config_edits_between_steps_take_effect():
     cfg2.max_steps = 1  # a new scalar
     braking_step(torch.zeros(1, 8), torch.tensor([6]), state2, tables, cfg2)
     assert bool(state2.braking[0]) and int(state2.brake_reason[0]) == 3
+
+
+def test_marker_list_is_the_one_sbt_scores_with():
+    from mta.sbt.markers import SBT_MARKERS as SCORING_MARKERS
+
+    assert SBT_MARKERS == SCORING_MARKERS and len(SBT_MARKERS) == 26

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from mta_kernels import _backend
+from mta_kernels._validation import check_float_2d
 from mta_kernels.braking.reference import braking_step_reference
 from mta_kernels.braking.state import BRAKE_REASONS, DELIM_START, BrakingConfig, BrakingState
 from mta_kernels.braking.tables import DEFAULT_BRAKE_TEXT, SBT_MARKERS, MarkerTables
@@ -33,7 +34,6 @@ __all__ = [
 
 _PREFERRED = {"cuda": ("cuda",), "cpu": ("cpp",)}
 _IMPLEMENTED = ("cuda", "cpp")
-_LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @torch._dynamo.assume_constant_result
@@ -42,12 +42,7 @@ def _backend_for(logits: torch.Tensor) -> str:
 
 
 def _check(logits, last_tokens, state, tables, cfg):
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape [B, V], got shape {tuple(logits.shape)}")
-    if logits.dtype not in _LOGIT_DTYPES:
-        raise TypeError(f"logits must be float32, bfloat16 or float16, got {logits.dtype}")
+    check_float_2d(logits, "logits", "[B, V]")
     if not logits.is_contiguous():
         raise ValueError("logits must be contiguous (braking_step writes it in place)")
     B, V = logits.shape

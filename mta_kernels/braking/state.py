@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 
 import torch
 
-from mta_kernels._validation import per_row_param
+from mta_kernels._validation import filled, per_row_param
 
 __all__ = ["BrakingConfig", "BrakingState", "BRAKE_REASONS", "DELIM_START"]
 
@@ -20,11 +19,6 @@ BRAKE_REASONS = {0: "none", 1: "budget", 2: "marker ratio", 3: "steps", 4: "marg
 DELIM_START = 2
 
 _NAN = math.nan  # one object, so the cached fills below hit
-
-
-@functools.lru_cache(maxsize=256)
-def _off(value: float, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.full((batch,), value, dtype=dtype, device=device)
 
 
 @dataclass
@@ -85,12 +79,12 @@ class BrakingConfig:
 
         def integer(value, name):
             if value is None:
-                return _off(-1, batch, device, torch.int64)
+                return filled(-1, batch, device, torch.int64)
             return per_row_param(value, name, batch, device, integer=True)
 
         def real(value, name, lo):
             if value is None:
-                return _off(_NAN, batch, device, torch.float32)
+                return filled(_NAN, batch, device, torch.float32)
             return per_row_param(value, name, batch, device, lo=lo)
 
         return (

@@ -23,7 +23,8 @@ import torch
 
 __all__ = ["SBT_MARKERS", "MarkerTables", "DEFAULT_BRAKE_TEXT"]
 
-#: The 26 overthinking markers of Self-Braking Tuning (arXiv 2505.14604).
+#: The 26 overthinking markers of Self-Braking Tuning (arXiv 2505.14604); mta.sbt.markers
+#: holds the same tuple (torch-free), and a test keeps the two equal.
 SBT_MARKERS: tuple[str, ...] = (
     "Another", "Backtrack", "But", "Check", "Going back", "Hmm", "Hmmm", "However", "Hold on",
     "Instead of", "Just to be thorough", "Just to make sure", "Let me check",

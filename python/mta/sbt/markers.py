@@ -34,6 +34,9 @@ from typing import NamedTuple
 
 __all__ = ["SBT_MARKERS", "MarkerMatch", "find_markers", "marker_spans", "merge_spans"]
 
+#: The 26 overthinking markers of Self-Braking Tuning (arXiv 2505.14604). The same tuple is
+#: mta_kernels.braking.SBT_MARKERS; it is spelled out here so that mta.sbt does not import
+#: torch (fast CLI start, light process-pool workers). A test keeps the two equal.
 SBT_MARKERS: tuple[str, ...] = (
     "Another", "Backtrack", "But", "Check", "Going back", "Hmm", "Hmmm", "However", "Hold on",
     "Instead of", "Just to be thorough", "Just to make sure", "Let me check",
