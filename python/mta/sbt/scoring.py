@@ -400,16 +400,7 @@ def _count_covered_tokens(offsets, spans) -> int:
         # what lies past the largest end before it
         before = np.maximum.accumulate(np.concatenate(([0], i1[:-1])))
         return int(np.maximum(0, i1 - np.maximum(i0, before)).sum())
-    last, n, count = 0, len(offsets), 0
-    for a, b in spans:
-        i0 = bisect_right(offsets, a, last, key=_END)
-        i1 = i0
-        while i1 < n and offsets[i1][0] < b:
-            i1 += 1
-        if i1 > i0:
-            count += i1 - i0
-            last = i1
-    return count
+    return sum(i1 - i0 for i0, i1 in _covered_token_range(offsets, spans))
 
 
 @dataclass
