@@ -26,6 +26,14 @@ std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits,
                                               const at::Tensor& top_k, const at::Tensor& top_p,
                                               const at::Tensor& min_p, const at::Tensor& uniform);
 
+// mix_and_sample: K logits [B, V] (dtypes may differ; unit column stride, any row stride),
+//   weights and temperature [K, B] fp32, plausibility [B] fp32; the rest as sample.
+std::tuple<at::Tensor, at::Tensor> mix_and_sample_cpu(at::TensorList logits, const at::Tensor& weights,
+                                                      const at::Tensor& temperature,
+                                                      const at::Tensor& plausibility, const at::Tensor& top_k,
+                                                      const at::Tensor& top_p, const at::Tensor& min_p,
+                                                      const at::Tensor& uniform);
+
 // braking_step (SBT braking decode step): mutates logits and the per-row state in place.
 //   last_tokens and the int64 state / config tensors [B]; in_think, braking, braked bool [B];
 //   marker_ratio, end_think_margin fp32 [B] (NaN: off); max_* int64 [B] (negative: off);

@@ -13,6 +13,9 @@ TORCH_LIBRARY(mta, m) {
       "sample(Tensor logits, Tensor temperature, Tensor top_k, Tensor top_p, Tensor min_p, "
       "Tensor uniform) -> (Tensor, Tensor)");
   m.def(
+      "mix_and_sample(Tensor[] logits, Tensor weights, Tensor temperature, Tensor plausibility, "
+      "Tensor top_k, Tensor top_p, Tensor min_p, Tensor uniform) -> (Tensor, Tensor)");
+  m.def(
       "braking_step(Tensor(a!) logits, Tensor last_tokens, Tensor(b!) thinking_tokens, "
       "Tensor(c!) marker_tokens, Tensor(d!) steps, Tensor(e!) in_think, Tensor(f!) braking, "
       "Tensor(g!) braked, Tensor(h!) brake_reason, Tensor(i!) ac_state, "
@@ -26,6 +29,7 @@ TORCH_LIBRARY(mta, m) {
 TORCH_LIBRARY_IMPL(mta, CPU, m) {
   m.impl("filter_logits", &mta::filter_logits_cpu);
   m.impl("sample", &mta::sample_cpu);
+  m.impl("mix_and_sample", &mta::mix_and_sample_cpu);
   m.impl("braking_step", &mta::braking_step_cpu);
 }
 

@@ -11,6 +11,7 @@ from mta_kernels._backend import BACKENDS, available_backends
 from mta_kernels._extension import extension_error, extension_loaded
 from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
 from mta_kernels.logprobs import linear_token_logprobs, token_logprobs
+from mta_kernels.mixing import mix_and_sample, mix_logits, wsd_switch_point
 from mta_kernels.rl import group_advantages, pass_at_k, policy_loss
 from mta_kernels.sampling import filter_logits, sample
 
@@ -28,8 +29,11 @@ __all__ = [
     "filter_logits",
     "group_advantages",
     "linear_token_logprobs",
+    "mix_and_sample",
+    "mix_logits",
     "pass_at_k",
     "policy_loss",
     "sample",
     "token_logprobs",
+    "wsd_switch_point",
 ]

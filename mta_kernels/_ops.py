@@ -24,6 +24,11 @@ def register_fakes() -> None:
         B = logits.shape[0]
         return logits.new_empty((B,), dtype=torch.int64), logits.new_empty((B,), dtype=torch.float32)
 
+    @torch.library.register_fake("mta::mix_and_sample")
+    def _mix_and_sample_fake(logits, weights, temperature, plausibility, top_k, top_p, min_p, uniform):
+        B = logits[0].shape[0]
+        return logits[0].new_empty((B,), dtype=torch.int64), logits[0].new_empty((B,), dtype=torch.float32)
+
     @torch.library.register_fake("mta::braking_step")
     def _braking_step_fake(logits, last_tokens, *state_tables_and_config):
         return None  # mutates logits and the state in place, returns nothing

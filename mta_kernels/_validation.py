@@ -11,7 +11,7 @@ import torch
 
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-__all__ = ["LOGIT_DTYPES", "check_float_2d", "check_logits_2d", "filled", "per_row_param"]
+__all__ = ["LOGIT_DTYPES", "check_float_2d", "check_logits_2d", "filled", "per_model_param", "per_row_param"]
 
 
 def check_float_2d(t: object, name: str, shape: str) -> torch.Tensor:
@@ -57,6 +57,22 @@ def _remember_checked(t: torch.Tensor) -> None:
     _checked_tensors[id(t)] = (weakref.ref(t), t._version)
 
 
+def _check_tensor_range(
+    value: torch.Tensor, out: torch.Tensor, name: str, lo: float, hi: float, lo_open: bool, hi_open: bool
+) -> None:
+    """Range-check ``out`` (``value`` converted); a CUDA ``value`` once per identity and version."""
+    device = value.device
+    on_gpu = device.type != "cpu"
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    if out.numel() and not capturing and not torch.compiler.is_compiling() and not (on_gpu and _already_checked(value)):
+        below = out <= lo if lo_open else out < lo
+        above = out >= hi if hi_open else out > hi
+        bad = bool((below | above | out.isnan()).any())
+        _check_range(name, lo, hi, lo_open, hi_open, bad)
+        if on_gpu:
+            _remember_checked(value)
+
+
 @functools.lru_cache(maxsize=256)
 def filled(value: float, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     # Scalars become [B] tensors once per (value, B, device): no allocation and no fill
@@ -98,15 +114,7 @@ def per_row_param(
             if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
                 raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
             out = value.to(torch.float32)
-        on_gpu = device.type != "cpu"
-        capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-        if batch and not capturing and not torch.compiler.is_compiling() and not (on_gpu and _already_checked(value)):
-            below = out <= lo if lo_open else out < lo
-            above = out >= hi if hi_open else out > hi
-            bad = bool((below | above | out.isnan()).any())
-            _check_range(name, lo, hi, lo_open, hi_open, bad)
-            if on_gpu:
-                _remember_checked(value)
+        _check_tensor_range(value, out, name, lo, hi, lo_open, hi_open)
         return out.contiguous()
     if isinstance(value, bool) or not isinstance(value, (Integral, Real)):
         raise TypeError(f"{name} must be a number or a [B] tensor, got {type(value).__name__}")
@@ -119,3 +127,63 @@ def per_row_param(
     if torch.compiler.is_compiling():
         return torch.full((batch,), value, dtype=dtype, device=device)
     return filled(value, batch, device, dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _per_model_values(values: tuple[float, ...], batch: int, device: torch.device) -> torch.Tensor:
+    # One host-to-device copy per distinct list: a decode loop passes the same list each step.
+    return torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1).expand(-1, batch).contiguous()
+
+
+def per_model_param(
+    value: object,
+    name: str,
+    models: int,
+    batch: int,
+    device: torch.device,
+    *,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> torch.Tensor:
+    """A scalar, K numbers, or a [K] / [K, B] tensor -> a [K, B] fp32 tensor on ``device``.
+
+    Range checks as in :func:`per_row_param` (a CUDA tensor costs one device-to-host copy
+    the first time it is seen).
+    """
+    shape_msg = f"a number, {models} numbers, or a [K] / [K, B] tensor with K={models}, B={batch}"
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            value = value.reshape(1).expand(models)
+        if value.dim() == 1 and value.shape[0] == models:
+            expanded = value.unsqueeze(1).expand(models, batch)
+        elif value.dim() == 2 and tuple(value.shape) == (models, batch):
+            expanded = value
+        else:
+            raise ValueError(f"{name} must be {shape_msg}, got shape {tuple(value.shape)}")
+        if value.device != device:
+            raise ValueError(f"{name} is on {value.device} but logits are on {device}")
+        if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
+            raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+        out = expanded.to(torch.float32)
+        _check_tensor_range(value, out, name, lo, hi, lo_open, hi_open)
+        return out.contiguous()
+    if isinstance(value, (list, tuple)):
+        if len(value) != models:
+            raise ValueError(f"{name} must be {shape_msg}, got {len(value)} numbers")
+        values = value
+    elif isinstance(value, (Integral, Real)) and not isinstance(value, bool):
+        values = (value,) * models
+    else:
+        raise TypeError(f"{name} must be {shape_msg}, got {type(value).__name__}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (Integral, Real)):
+            raise TypeError(f"{name} must hold numbers, got {type(v).__name__} {v!r}")
+        f = float(v)
+        bad = math.isnan(f) or f < lo or f > hi or (lo_open and f <= lo) or (hi_open and f >= hi)
+        _check_range(name, lo, hi, lo_open, hi_open, bad)
+    values = tuple(float(v) for v in values)
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1).expand(-1, batch).contiguous()
+    return _per_model_values(values, batch, device)

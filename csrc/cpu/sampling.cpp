@@ -9,6 +9,7 @@
 // The rules (ties kept together, NaN as -inf, greedy at T = 0, row with no finite logit ->
 // token -1) are those of mta_kernels/sampling/reference.py, which tests hold this against.
 #include "../ops.h"
+#include "sample_row.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -175,6 +176,34 @@ at::Tensor filter_logits_cpu(const at::Tensor& logits, const at::Tensor& tempera
   return out;
 }
 
+SampledToken sample_scaled_row(float* z, int64_t V, float temperature, int64_t top_k, float top_p, float min_p,
+                               float u, std::vector<float>& scratch) {
+  const RowCut cut = row_cut(z, V, temperature, top_k, top_p, min_p, scratch);
+  if (cut.max == kNegInf) return {-1, kNegInf};
+  if (cut.greedy) return {cut.argmax, 0.0f};
+  double total = 0.0;
+  int64_t last_kept = 0;
+  for (int64_t i = 0; i < V; ++i) {
+    if (kept(cut, z, i)) {
+      total += weight(z[i], cut.max);
+      last_kept = i;
+    }
+  }
+  // First token whose running mass exceeds u * Z; rounding past the end -> last kept.
+  const double target = static_cast<double>(u) * total;
+  double running = 0.0;
+  int64_t chosen = last_kept;
+  for (int64_t i = 0; i < V; ++i) {
+    if (!kept(cut, z, i)) continue;
+    running += weight(z[i], cut.max);
+    if (running > target) {
+      chosen = i;
+      break;
+    }
+  }
+  return {chosen, static_cast<float>(std::log(weight(z[chosen], cut.max)) - std::log(total))};
+}
+
 std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits, const at::Tensor& temperature,
                                               const at::Tensor& top_k, const at::Tensor& top_p,
                                               const at::Tensor& min_p, const at::Tensor& uniform) {
@@ -192,39 +221,10 @@ std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits, const at
       std::vector<float> z(V), scratch;
       for (int64_t b = begin; b < end; ++b) {
         scale_row(x + b * V, V, prm.t(b), z.data());
-        const RowCut cut = row_cut(z.data(), V, prm.temperature[b], prm.top_k[b], prm.p(b), prm.mp(b), scratch);
-        if (cut.max == kNegInf) {
-          tok[b] = -1;
-          lp[b] = kNegInf;
-          continue;
-        }
-        if (cut.greedy) {
-          tok[b] = cut.argmax;
-          lp[b] = 0.0f;
-          continue;
-        }
-        double total = 0.0;
-        int64_t last_kept = 0;
-        for (int64_t i = 0; i < V; ++i) {
-          if (kept(cut, z.data(), i)) {
-            total += weight(z[i], cut.max);
-            last_kept = i;
-          }
-        }
-        // First token whose running mass exceeds u * Z; rounding past the end -> last kept.
-        const double target = static_cast<double>(u[b]) * total;
-        double running = 0.0;
-        int64_t chosen = last_kept;
-        for (int64_t i = 0; i < V; ++i) {
-          if (!kept(cut, z.data(), i)) continue;
-          running += weight(z[i], cut.max);
-          if (running > target) {
-            chosen = i;
-            break;
-          }
-        }
-        tok[b] = chosen;
-        lp[b] = static_cast<float>(std::log(weight(z[chosen], cut.max)) - std::log(total));
+        const SampledToken s =
+            sample_scaled_row(z.data(), V, prm.temperature[b], prm.top_k[b], prm.p(b), prm.mp(b), u[b], scratch);
+        tok[b] = s.token;
+        lp[b] = s.logprob;
       }
     });
   });

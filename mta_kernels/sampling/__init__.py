@@ -12,7 +12,7 @@ from mta_kernels import _backend
 from mta_kernels._validation import check_logits_2d, per_row_param
 from mta_kernels.sampling.reference import filter_logits_reference, sample_reference
 
-__all__ = ["filter_logits", "sample", "filter_logits_reference", "sample_reference"]
+__all__ = ["filter_logits", "sample", "sample_on_backend", "filter_logits_reference", "sample_reference"]
 
 # Order = preference when nothing is forced. Triton first on CUDA until the CUDA C++ kernel
 # has been measured faster on a GPU.
@@ -138,13 +138,18 @@ def sample(
         tokens = torch.empty(0, dtype=torch.int64, device=logits.device)
         logprobs = torch.empty(0, dtype=torch.float32, device=logits.device)
     else:
-        backend = _backend_for(logits)
-        if backend == "reference":
-            tokens, logprobs = sample_reference(logits, *params, uniform)
-        elif backend == "triton":
-            from mta_kernels.sampling.triton_kernels import sample_triton
-
-            tokens, logprobs = sample_triton(logits, *params, uniform)
-        else:
-            tokens, logprobs = torch.ops.mta.sample(logits, *params, uniform)
+        tokens, logprobs = sample_on_backend(logits, *params, uniform)
     return (tokens, logprobs) if return_logprobs else tokens
+
+
+def sample_on_backend(logits, temperature, top_k, top_p, min_p, uniform):
+    """``sample``'s kernel dispatch on checked inputs: contiguous [B >= 1, V] logits and
+    normalised [B] parameters (see ``reference.py``). Returns (tokens, logprobs)."""
+    backend = _backend_for(logits)
+    if backend == "reference":
+        return sample_reference(logits, temperature, top_k, top_p, min_p, uniform)
+    if backend == "triton":
+        from mta_kernels.sampling.triton_kernels import sample_triton
+
+        return sample_triton(logits, temperature, top_k, top_p, min_p, uniform)
+    return torch.ops.mta.sample(logits, temperature, top_k, top_p, min_p, uniform)
