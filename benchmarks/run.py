@@ -41,6 +41,7 @@ FAMILIES = {
     "generate": "benchmarks.bench_generate",
     "braking": "benchmarks.bench_braking",
     "sbt": "benchmarks.bench_sbt",
+    "mixing": "benchmarks.bench_mixing",
 }
 
 
