@@ -153,6 +153,7 @@ def mix_and_sample(
     tensor([1])
     """
     inputs = mix_inputs(logits, weights, normalize, temperature, plausibility, vocab_size)
+    top_k_hint = top_k if isinstance(top_k, int) else None
     top_k, top_p, min_p = _sampling_params(inputs, top_k, top_p, min_p)
     device = inputs.device
     if generator is not None and generator.device.type != device.type:
@@ -166,7 +167,7 @@ def mix_and_sample(
         if backend == "triton" and len(inputs.logits) <= MAX_FUSED_MODELS:
             from mta_kernels.mixing.triton_kernels import mix_and_sample_triton
 
-            tokens, logprobs = mix_and_sample_triton(inputs, top_k, top_p, min_p, uniform)
+            tokens, logprobs = mix_and_sample_triton(inputs, top_k, top_p, min_p, uniform, top_k_hint=top_k_hint)
         elif backend == "reference":
             tokens, logprobs = mix_and_sample_reference(
                 inputs.logits, inputs.weights, inputs.normalize, inputs.temperature, inputs.plausibility,

@@ -69,6 +69,7 @@ class MixInputs:
     temperature: torch.Tensor  # [K, B] fp32
     plausibility: torch.Tensor  # [B] fp32
     normalize: bool
+    uses_plausibility: bool  # False only when plausibility is the number 0 (kernels skip it)
 
     @property
     def batch(self) -> int:
@@ -92,4 +93,5 @@ def mix_inputs(logits, weights, normalize, temperature, plausibility, vocab_size
         temperature=per_model_param(temperature, "temperature", K, B, device, lo=0.0, hi=inf, lo_open=True, hi_open=True),
         plausibility=per_row_param(plausibility, "plausibility", B, device, lo=0.0, hi=1.0),
         normalize=normalize,
+        uses_plausibility=isinstance(plausibility, torch.Tensor) or plausibility > 0,
     )

@@ -177,17 +177,12 @@ def _candidates_per_chunk(
 
 
 @triton.jit
-def _chunk_kernel(
-    logits_ptr, ws_f, ws_i, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr, B, V, CHUNK_LEN,
+def _summarise_chunk(
+    chunk_ptr, n, first, row, chunk, n_chunks, ws_f, ws_i, B, V, greedy, t, top_k, top_p, min_p,
     K_MAX: tl.constexpr, PROBE: tl.constexpr, TIE_SLACK: tl.constexpr, BLOCK: tl.constexpr
 ):
-    row = tl.program_id(0)
-    chunk = tl.program_id(1)
-    n_chunks = tl.num_programs(1)
-    first = chunk * CHUNK_LEN
-    n = tl.minimum(CHUNK_LEN, V - first)
-    chunk_ptr = logits_ptr + row.to(tl.int64) * V + first
-    greedy, t, top_k, top_p, min_p = _load_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
+    """The chunk's statistics and candidates (step 1 above) for the ``n`` tokens of one row
+    at ``chunk_ptr`` (vocabulary index ``first`` on), into the workspace."""
     m, arg = _row_max_argmax(chunk_ptr, n, t, BLOCK)
     c = _candidates_per_chunk(greedy, top_k, top_p, min_p, V, n_chunks, K_MAX, PROBE, TIE_SLACK)
     # Candidates are the finite tokens with key >= bound: none while bound is above every key.
@@ -224,6 +219,24 @@ def _chunk_kernel(
     # Keys are < 2^32: the low 32 bits in an int32 slot hold them exactly.
     tl.store(_stat_ptr(ws_i, row, chunk, B, n_chunks, _PLANE_BOUND), bound.to(tl.int32))
     tl.store(_stat_ptr(ws_i, row, chunk, B, n_chunks, _PLANE_COUNT), count)
+
+
+@triton.jit
+def _chunk_kernel(
+    logits_ptr, ws_f, ws_i, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr, B, V, CHUNK_LEN,
+    K_MAX: tl.constexpr, PROBE: tl.constexpr, TIE_SLACK: tl.constexpr, BLOCK: tl.constexpr
+):
+    row = tl.program_id(0)
+    chunk = tl.program_id(1)
+    n_chunks = tl.num_programs(1)
+    first = chunk * CHUNK_LEN
+    n = tl.minimum(CHUNK_LEN, V - first)
+    chunk_ptr = logits_ptr + row.to(tl.int64) * V + first
+    greedy, t, top_k, top_p, min_p = _load_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
+    _summarise_chunk(
+        chunk_ptr, n, first, row, chunk, n_chunks, ws_f, ws_i, B, V, greedy, t, top_k, top_p, min_p,
+        K_MAX, PROBE, TIE_SLACK, BLOCK,
+    )
 
 
 @triton.jit
@@ -446,15 +459,25 @@ def _write_filtered_kernel(
         tl.store(out_chunk + offs, tl.where(keep, z, float("-inf")), mask=offs < n)
 
 
+def workspace(B: int, V: int, chunk: int, device: torch.device, k_max: int | None = None):
+    """The split-row workspace for B rows of V tokens: (int32 view, fp32 view, chunk count).
+
+    ``k_max`` (default ``K_MAX``) sets the candidate room per chunk; the kernels must then
+    be launched with ``K_MAX=k_max``.
+    """
+    n_chunks = triton.cdiv(V, chunk)
+    k_max = K_MAX if k_max is None else k_max
+    words = B * (n_chunks * (_N_STAT_PLANES.value + 2 * (k_max + TIE_SLACK)) + _N_ROW_PLANES)
+    # One allocation for every buffer: this path exists for latency.
+    ws_i = torch.empty(words, dtype=torch.int32, device=device)
+    return ws_i, ws_i.view(torch.float32), n_chunks
+
+
 def _chunk_pass(logits, params, chunk: int, block: int):
     """Allocate the workspace and launch the chunk kernel; returns the workspace (int32 and
     fp32 views of one buffer) and the chunk count."""
     B, V = logits.shape
-    n_chunks = triton.cdiv(V, chunk)
-    words = B * (n_chunks * (_N_STAT_PLANES.value + 2 * (K_MAX + TIE_SLACK)) + _N_ROW_PLANES)
-    # One allocation for every buffer: this path exists for latency.
-    ws_i = torch.empty(words, dtype=torch.int32, device=logits.device)
-    ws_f = ws_i.view(torch.float32)
+    ws_i, ws_f, n_chunks = workspace(B, V, chunk, logits.device)
     _chunk_kernel[(B, n_chunks)](
         logits, ws_f, ws_i, *params, B, V, chunk,
         K_MAX=K_MAX, PROBE=PROBE, TIE_SLACK=TIE_SLACK, BLOCK=min(block, triton.next_power_of_2(chunk)),
@@ -469,10 +492,11 @@ def chunk_counts(ws_i: torch.Tensor, B: int, n_chunks: int) -> torch.Tensor:
     return ws_i[plane:plane + B * n_chunks].view(B, n_chunks)
 
 
-def rows_served(ws_i: torch.Tensor, B: int, n_chunks: int) -> torch.Tensor:
+def rows_served(ws_i: torch.Tensor, B: int, n_chunks: int, k_max: int | None = None) -> torch.Tensor:
     """[B] how each row was served: c > 0 candidates per chunk, FULL_ROW or (``sample``
-    only) BY_CHUNKS; for tests."""
-    start = B * n_chunks * (_N_STAT_PLANES.value + 2 * (K_MAX + TIE_SLACK)) + _ROW_SERVED.value * B
+    only) BY_CHUNKS; for tests. ``k_max`` as given to :func:`workspace`."""
+    k_max = K_MAX if k_max is None else k_max
+    start = B * n_chunks * (_N_STAT_PLANES.value + 2 * (k_max + TIE_SLACK)) + _ROW_SERVED.value * B
     return ws_i[start:start + B]
 
 
