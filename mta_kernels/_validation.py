@@ -11,7 +11,7 @@ import torch
 
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-__all__ = ["LOGIT_DTYPES", "check_float_2d", "check_logits_2d", "filled", "per_model_param", "per_row_param"]
+__all__ = ["LOGIT_DTYPES", "check_float_2d", "check_logits_2d", "check_row_ints", "filled", "per_model_param", "per_row_param"]
 
 
 def check_float_2d(t: object, name: str, shape: str) -> torch.Tensor:
@@ -23,6 +23,19 @@ def check_float_2d(t: object, name: str, shape: str) -> torch.Tensor:
     if t.dtype not in LOGIT_DTYPES:
         raise TypeError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
     return t
+
+
+def check_row_ints(t: object, name: str, batch: int, device: torch.device, other: str = "logits") -> torch.Tensor:
+    """A [B] integer tensor on ``device`` (where ``other`` lives), as int64."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a [B] integer tensor, got {type(t).__name__}")
+    if t.dim() != 1 or t.shape[0] != batch:
+        raise ValueError(f"{name} must have shape [B] with B={batch}, got shape {tuple(t.shape)}")
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {t.dtype}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device} but {other} are on {device}")
+    return t.to(torch.int64)
 
 
 def check_logits_2d(logits: object, name: str = "logits", shape: str = "[B, V]") -> torch.Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from mta_kernels import _backend
-from mta_kernels._validation import check_float_2d
+from mta_kernels._validation import check_float_2d, check_row_ints
 from mta_kernels.braking.reference import braking_step_reference
 from mta_kernels.braking.state import BRAKE_REASONS, DELIM_START, BrakingConfig, BrakingState
 from mta_kernels.braking.tables import DEFAULT_BRAKE_TEXT, SBT_MARKERS, MarkerTables
@@ -63,15 +63,7 @@ def _check(logits, last_tokens, state, tables, cfg):
         raise TypeError(f"cfg must be a BrakingConfig, got {type(cfg).__name__}")
     if last_tokens is None:
         last_tokens = torch.full((B,), -1, dtype=torch.int64, device=device)
-    if not isinstance(last_tokens, torch.Tensor):
-        raise TypeError(f"last_tokens must be a torch.Tensor or None, got {type(last_tokens).__name__}")
-    if last_tokens.dim() != 1 or last_tokens.shape[0] != B:
-        raise ValueError(f"last_tokens must have shape [B] with B={B}, got shape {tuple(last_tokens.shape)}")
-    if last_tokens.dtype.is_floating_point or last_tokens.dtype.is_complex or last_tokens.dtype == torch.bool:
-        raise TypeError(f"last_tokens must be an integer tensor, got {last_tokens.dtype}")
-    if last_tokens.device != device:
-        raise ValueError(f"last_tokens is on {last_tokens.device} but logits are on {device}")
-    return last_tokens.to(torch.int64).contiguous()
+    return check_row_ints(last_tokens, "last_tokens", B, device).contiguous()
 
 
 def braking_step(

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import torch
 
-from mta_kernels._validation import check_float_2d
+from mta_kernels._validation import check_float_2d, check_row_ints
 
 __all__ = ["wsd_switch_point"]
 
@@ -47,21 +47,13 @@ def wsd_switch_point(
     """
     token_logprobs = check_float_2d(token_logprobs, "token_logprobs", "[B, T]")
     B, T = token_logprobs.shape
-    if not isinstance(lengths, torch.Tensor):
-        raise TypeError(f"lengths must be a [B] integer tensor, got {type(lengths).__name__}")
-    if lengths.dim() != 1 or lengths.shape[0] != B:
-        raise ValueError(f"lengths must have shape [B] with B={B}, got shape {tuple(lengths.shape)}")
-    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-        raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
-    if lengths.device != token_logprobs.device:
-        raise ValueError(f"lengths is on {lengths.device} but token_logprobs are on {token_logprobs.device}")
+    lengths = check_row_ints(lengths, "lengths", B, token_logprobs.device, "token_logprobs")
     if isinstance(window, bool) or not isinstance(window, Integral) or window < 1:
         raise ValueError(f"window must be an int >= 1, got {window!r}")
     if isinstance(gamma, bool) or not isinstance(gamma, Real) or not (gamma > 0 and math.isfinite(gamma)):
         raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
     if B and bool(((lengths < 0) | (lengths > T)).any()):  # one sync per draft, not per token
         raise ValueError(f"lengths must be in [0, T={T}], got values from {int(lengths.min())} to {int(lengths.max())}")
-    lengths = lengths.to(torch.int64)
     window = int(window)
     if T < window or B == 0:
         return lengths.clone()

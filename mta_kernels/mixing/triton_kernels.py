@@ -72,11 +72,7 @@ def _model_stats_kernel(
     x0, x1, x2, x3, x4, x5, x6, x7, s0, s1, s2, s3, s4, s5, s6, s7, temp_ptr, stats_ptr,
     B, V, CHUNK_LEN, K_STATS: tl.constexpr, BLOCK: tl.constexpr
 ):
-    row = tl.program_id(0)
-    chunk = tl.program_id(1)
-    n_chunks = tl.num_programs(1)
-    first = chunk * CHUNK_LEN
-    n = tl.minimum(CHUNK_LEN, V - first)
+    row, chunk, n_chunks, first, n = split_row.program_chunk(V, CHUNK_LEN)
     offs0 = tl.arange(0, BLOCK)
     for k in tl.static_range(K_STATS):
         ptr = _pick(k, x0, x1, x2, x3, x4, x5, x6, x7)
@@ -120,11 +116,7 @@ def _mix_chunk_kernel(
     SUMMARISE: tl.constexpr, K_MAX: tl.constexpr, PROBE: tl.constexpr, TIE_SLACK: tl.constexpr,
     CHUNKS_BLOCK: tl.constexpr, BLOCK: tl.constexpr
 ):
-    row = tl.program_id(0)
-    chunk = tl.program_id(1)
-    n_chunks = tl.num_programs(1)
-    first = chunk * CHUNK_LEN
-    n = tl.minimum(CHUNK_LEN, V - first)
+    row, chunk, n_chunks, first, n = split_row.program_chunk(V, CHUNK_LEN)
     out_chunk = out_ptr + row.to(tl.int64) * V + first
     z0_min = float("-inf")
     if PLAUSIBILITY:

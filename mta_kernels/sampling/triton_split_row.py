@@ -62,7 +62,7 @@ from mta_kernels.sampling.triton_kernels import (
     _weight,
 )
 
-__all__ = ["filter_logits_split_row", "forced_split_row", "prefers_split_row", "sample_split_row"]
+__all__ = ["filter_logits_split_row", "forced_split_row", "prefers_split_row", "program_chunk", "sample_split_row", "workspace"]
 
 # Tokens per chunk: V=151936 gives 38 chunks of 4 tiles. Chunk work grows with the chunk and
 # merge work with chunks * k, so this balances the two for top-k ~ 50.
@@ -177,6 +177,15 @@ def _candidates_per_chunk(
 
 
 @triton.jit
+def program_chunk(V, CHUNK_LEN):
+    """A (B, chunks) grid program's row, chunk, chunk count, first token and token count."""
+    row = tl.program_id(0)
+    chunk = tl.program_id(1)
+    first = chunk * CHUNK_LEN
+    return row, chunk, tl.num_programs(1), first, tl.minimum(CHUNK_LEN, V - first)
+
+
+@triton.jit
 def _summarise_chunk(
     chunk_ptr, n, first, row, chunk, n_chunks, ws_f, ws_i, B, V, greedy, t, top_k, top_p, min_p,
     K_MAX: tl.constexpr, PROBE: tl.constexpr, TIE_SLACK: tl.constexpr, BLOCK: tl.constexpr
@@ -226,11 +235,7 @@ def _chunk_kernel(
     logits_ptr, ws_f, ws_i, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr, B, V, CHUNK_LEN,
     K_MAX: tl.constexpr, PROBE: tl.constexpr, TIE_SLACK: tl.constexpr, BLOCK: tl.constexpr
 ):
-    row = tl.program_id(0)
-    chunk = tl.program_id(1)
-    n_chunks = tl.num_programs(1)
-    first = chunk * CHUNK_LEN
-    n = tl.minimum(CHUNK_LEN, V - first)
+    row, chunk, n_chunks, first, n = program_chunk(V, CHUNK_LEN)
     chunk_ptr = logits_ptr + row.to(tl.int64) * V + first
     greedy, t, top_k, top_p, min_p = _load_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
     _summarise_chunk(
@@ -436,11 +441,7 @@ def _write_filtered_kernel(
     logits_ptr, out_ptr, ws_f, ws_i, temp_ptr, B, V, CHUNK_LEN,
     K_MAX: tl.constexpr, TIE_SLACK: tl.constexpr, BLOCK: tl.constexpr
 ):
-    row = tl.program_id(0)
-    chunk = tl.program_id(1)
-    n_chunks = tl.num_programs(1)
-    first = chunk * CHUNK_LEN
-    n = tl.minimum(CHUNK_LEN, V - first)
+    row, chunk, n_chunks, first, n = program_chunk(V, CHUNK_LEN)
     temp = tl.load(temp_ptr + row)
     t = tl.where(temp <= 0.0, 1.0, temp)
     key_cut = tl.load(_row_ptr(ws_i, row, B, n_chunks, _ROW_KEY_CUT, K_MAX, TIE_SLACK)).to(tl.int64) & _LOW32
