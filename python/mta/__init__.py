@@ -21,6 +21,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "generate": "mta.generation.engine",
     "GenerationResult": "mta.generation.result",
+    "Lockstep": "mta.mixing",
+    "MixRecipe": "mta.mixing",
+    "Mixing": "mta.mixing",
+    "MixingLogitsProcessor": "mta.mixing",
+    "ModelLogits": "mta.mixing",
     "load_smollm2": "mta.models",
     "tiny_random_model": "mta.models",
 }

@@ -13,7 +13,9 @@ samples of each prompt, and a decode loop in the gpt-fast style runs one forward
 * a preallocated ``StaticCache`` where the model supports one (fixed shapes, so the decode
   step can be compiled, ``compile=True``), else a ``DynamicCache``;
 * ``logits_processors`` hooks between the forward pass and the sampler, and ``braking``
-  (SBT's braking controller, :mod:`mta_kernels.braking`) right before the sampler.
+  (SBT's braking controller, :mod:`mta_kernels.braking`) right before the sampler;
+* ``mixing`` (:class:`mta.mixing.Mixing`): other models decoded in lockstep, their logits
+  mixed with the model's and sampled by one :func:`mta_kernels.mix_and_sample` call per step.
 
 Greedy output equals ``model.generate(do_sample=False)`` token for token (checked for Llama,
 Qwen2, GPT-2 and SmolLM2, under left padding, in ``tests/test_generate.py``). Sampled output
@@ -35,6 +37,7 @@ from mta.generation.params import sampling_params
 from mta.generation.prompts import encode_prompts, left_pad
 from mta.generation.result import GenerationResult
 from mta.generation.stops import StopChecker, trim_text
+from mta.mixing.generate import Mixing
 from mta_kernels.braking.processors import BrakingLogitsProcessor
 
 __all__ = ["DecodeState", "GenerationResult", "generate"]
@@ -162,6 +165,7 @@ def generate(
     stop_check_interval: int = 8,
     logits_processors: Sequence[LogitsProcessor] | None = None,
     braking: BrakingLogitsProcessor | None = None,
+    mixing: Mixing | None = None,
     return_entropy: bool = False,
     chat_template: bool = False,
     add_special_tokens: bool | None = None,
@@ -217,6 +221,14 @@ def generate(
         (so the forced brake tokens reach the sampler untouched); rows are the ``B =
         len(prompts) * n`` samples, so a per-row ``in_think`` / config has ``B`` entries.
         The result's ``braking`` then holds one :class:`BrakingReport` per sample.
+    mixing : mta.mixing.Mixing, optional
+        Guided logits mixing (proxy-tuning, contrastive decoding, classifier-free guidance,
+        ensembles): ``model`` is the recipe's model 0, ``mixing.models`` the others, run in
+        lockstep with their own caches. Each step samples the mixture in one fused call with
+        the per-row ``top_k`` / ``top_p`` / ``min_p``; ``temperature`` τ scales the mixture
+        (weights / τ), τ = 0 is greedy on it (top-k 1). Logprobs are under the filtered
+        mixture; ``logits_processors`` and ``braking`` act on ``model``'s logits before
+        mixing. See :class:`mta.mixing.Mixing`.
     return_entropy : bool
         Also return the entropy of the model's raw next-token distribution at each token.
     chat_template : bool
@@ -270,6 +282,8 @@ def generate(
         raise ValueError(f"generator is on {generator.device} but the model is on {device}")
     if seed is not None:
         generator = torch.Generator(device).manual_seed(_check_int("seed", seed, 0))
+    if mixing is not None and not isinstance(mixing, Mixing):
+        raise TypeError(f"mixing must be a mta.mixing.Mixing, got {type(mixing).__name__}")
 
     vocab_size = getattr(model.config.get_text_config(), "vocab_size", None)
     prompt_ids = encode_prompts(
@@ -281,6 +295,10 @@ def generate(
     pad_id = _pad_id(model, tokenizer, eos)
     B = P * n
     prompt_indices = [p for p in range(P) for _ in range(n)]
+    mixer = None
+    if mixing is not None:
+        mixer = mixing.start(model, tokenizer, prompt_ids, n=n, params=params, chat_template=chat_template,
+                             add_special_tokens=add_special_tokens)
 
     if max_new_tokens == 0:
         return GenerationResult(
@@ -294,12 +312,13 @@ def generate(
         model, tokenizer, prompt_ids, n=n, max_new_tokens=max_new_tokens, params=params, generator=generator,
         eos=eos, pad_id=pad_id, stops=stops, stop_check_interval=stop_check_interval, processors=processors,
         return_entropy=return_entropy, cache=cache, compile=compile, progress=progress, braking=braking,
+        mixer=mixer,
     )
 
 
 def _decode(
     model, tokenizer, prompt_ids, *, n, max_new_tokens, params, generator, eos, pad_id, stops,
-    stop_check_interval, processors, return_entropy, cache, compile, progress, braking=None,
+    stop_check_interval, processors, return_entropy, cache, compile, progress, braking=None, mixer=None,
 ) -> GenerationResult:
     from transformers import DynamicCache
 
@@ -327,6 +346,8 @@ def _decode(
     if n > 1:
         kv.batch_repeat_interleave(n)
         logits = logits.repeat_interleave(n, dim=0)
+    if mixer is not None:
+        mixer.prefill(logits)  # the other models' prompts, each with its own cache
     if use_static:
         static = _static_from_dynamic(model, kv, L + T)
         if static is None and (cache == "static" or compile):
@@ -369,6 +390,7 @@ def _decode(
     checker = StopChecker(tokenizer, stops, B) if stops else None
     checked = 0  # steps whose tokens the stop checker has seen
     finish_every = stop_check_interval if cuda else 1
+    sampler = params if mixer is None else mixer  # mixer: one fused mix_and_sample call
 
     def check_stops(upto: int) -> None:
         nonlocal checked
@@ -394,7 +416,7 @@ def _decode(
             ids = seq[:, : L + step]
             for proc in processors:
                 logits = proc(ids, logits, state)
-        tokens, lp = params.sample(logits, generator)
+        tokens, lp = sampler.sample(logits, generator)
         got = tokens >= 0  # -1: no finite logit left
         emit = got & ~finished
         aborted |= ~got & ~finished
@@ -416,6 +438,8 @@ def _decode(
         mark_step()
         logits = step_fn(tokens, position, mask if use_static else mask[:, : L + steps])
         position += 1
+        if mixer is not None:
+            mixer.advance(tokens)
     check_stops(steps)
     bar.close()
 
