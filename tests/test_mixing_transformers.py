@@ -365,3 +365,25 @@ def test_argument_errors(models, make, error, match):
 def test_lazy_exports():
     assert mta.Mixing is Mixing and mta.ModelLogits is ModelLogits and mta.Lockstep is Lockstep
     assert mta.MixingLogitsProcessor is MixingLogitsProcessor
+
+
+@pytest.mark.smollm2
+def test_smollm2_cfg_with_chat_prompts_same_tokens_in_both_paths():
+    from mta.generation.prompts import encode_prompts
+    from mta.models import load_smollm2
+
+    model, tok = load_smollm2()
+    questions = ["Write one sentence about the sea.", "Name a fruit."]
+    uncond = [[{"role": "user", "content": "Write one sentence."}], [{"role": "user", "content": "Name something."}]]
+    recipe = classifier_free_guidance(1.5)
+    out = generate(model, tok, questions, chat_template=True, temperature=0.0, max_new_tokens=8, progress=False,
+                   mixing=Mixing(model, recipe, prompts=uncond))
+    plain = generate(model, tok, questions, chat_template=True, temperature=0.0, max_new_tokens=8, progress=False)
+    assert out.token_ids != plain.token_ids  # guidance changes the text
+    uncond_ids = encode_prompts(uncond, tok, chat_template=True, add_special_tokens=None, vocab_size=None)
+    ids, mask = _left_padded(out.prompt_token_ids, pad=tok.pad_token_id)
+    proc = MixingLogitsProcessor(recipe, [ModelLogits(model, prompt_ids=uncond_ids)])
+    hf = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=8,
+                        pad_token_id=tok.pad_token_id, logits_processor=LogitsProcessorList([proc]))
+    assert [_cut_at_eos(r, tok.eos_token_id) for r in hf[:, ids.shape[1]:].tolist()] == out.token_ids
+    assert out.texts[0] == tok.decode(out.token_ids[0], skip_special_tokens=True)

@@ -18,7 +18,7 @@ The recipes (:class:`MixRecipe` and its constructors) live in
 >>> out = mta.generate(expert, tok, prompts, mixing=Mixing(amateur, contrastive_decoding()))  # doctest: +SKIP
 """
 
-from mta.mixing.generate import MixedSampler, Mixing
+from mta.mixing.generate import Mixing
 from mta.mixing.lockstep import Lockstep
 from mta.mixing.sources import ModelLogits
 from mta_kernels.mixing.processors import MixingLogitsProcessor
@@ -33,7 +33,6 @@ from mta_kernels.mixing.recipes import (
 __all__ = [
     "Lockstep",
     "MixRecipe",
-    "MixedSampler",
     "Mixing",
     "MixingLogitsProcessor",
     "ModelLogits",
