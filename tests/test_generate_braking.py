@@ -126,3 +126,21 @@ def test_smollm2_braking_demo(capsys):
             assert row.braked and row.reason in ("budget", "steps")
             assert "</think>" in row.braked_text and row.braked_thinking < row.free_thinking
     assert any(r.braked for r in rows)
+
+
+def test_processor_works_inside_transformers_generate(llama):
+    """transformers' LogitsProcessorList accepts the processor (a two-argument __call__) and
+    greedy decoding brakes exactly as inside mta.generate."""
+    from transformers import LogitsProcessorList
+
+    cfg = BrakingConfig(max_thinking_tokens=torch.tensor([2, 4]))
+    prompts = torch.tensor([[5, 6, 7], [30, 31, 32]])
+    hf_proc = BrakingLogitsProcessor(tables(), cfg)
+    hf = llama.generate(
+        prompts, attention_mask=torch.ones_like(prompts), do_sample=False, max_new_tokens=10,
+        logits_processor=LogitsProcessorList([hf_proc]), eos_token_id=None, pad_token_id=0,
+    )[:, 3:].tolist()
+    ours = generate(llama, None, prompts.tolist(), temperature=0.0, max_new_tokens=10, eos_token_id=[],
+                    braking=BrakingLogitsProcessor(tables(), cfg), progress=False)
+    assert hf == ours.token_ids
+    assert hf[0][2:6] == BRAKE and hf[1][4:8] == BRAKE

@@ -334,7 +334,7 @@ def test_processor_passes_decode_state_only_to_sources_that_take_it():
     scores = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
     LogitsProcessorList([proc])(torch.tensor([[1, 2]]), scores)  # transformers: two arguments
     assert seen["state"] is None
-    proc(torch.tensor([[1, 2]]), scores, state="decode-state")  # mta.generate passes its state
+    proc.call_with_state(torch.tensor([[1, 2]]), scores, state="decode-state")  # what mta.generate calls
     assert seen["state"] == "decode-state"
 
 

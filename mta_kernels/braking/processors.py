@@ -53,7 +53,14 @@ class BrakingLogitsProcessor:
         self.state = None
         self._width = -1
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, state: Any = None) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # Two arguments only: transformers' LogitsProcessorList refuses any other parameter.
+        return self.call_with_state(input_ids, scores)
+
+    def call_with_state(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, state: Any = None
+    ) -> torch.FloatTensor:
+        """``__call__`` with :func:`mta.generate`'s decode ``state`` (which calls this one)."""
         B, width = scores.shape[0], input_ids.shape[-1]
         if self.tables.device != scores.device:
             self.tables = self.tables.to(scores.device)

@@ -99,12 +99,6 @@ class MixingLogitsProcessor:
         self.sources = list(sources)
         self.vocab_size = vocab_size
         self._source_takes_state = [_takes_state(s) for s in self.sources]
-        # transformers' LogitsProcessorList inspects ``processor.__call__`` and refuses a
-        # parameter past (input_ids, scores) that generate does not pass, while mta.generate
-        # inspects the processor itself and passes ``state`` when its __call__ takes one.
-        # This two-argument view of the call satisfies the first; the class's __call__
-        # (found by inspect.signature(processor) and used by processor(...)) keeps ``state``.
-        self.__call__ = self._call_without_state
 
     def reset(self) -> None:
         """Reset every source that can be reset (before a new generation)."""
@@ -113,10 +107,15 @@ class MixingLogitsProcessor:
             if callable(reset):
                 reset()
 
-    def _call_without_state(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        return type(self).__call__(self, input_ids, scores)
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # Two arguments only: transformers' LogitsProcessorList refuses any other parameter.
+        return self.call_with_state(input_ids, scores)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, state: Any = None) -> torch.FloatTensor:
+    def call_with_state(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, state: Any = None
+    ) -> torch.FloatTensor:
+        """``__call__`` with :func:`mta.generate`'s decode ``state`` (which calls this one),
+        passed on to the sources that take a ``state`` keyword."""
         others = []
         for source, takes_state in zip(self.sources, self._source_takes_state):
             logits = source(input_ids, state=state) if takes_state else source(input_ids)

@@ -98,11 +98,14 @@ def _processor_callers(processors) -> list[Callable]:
     for i, proc in enumerate(processors):
         if not callable(proc):
             raise TypeError(f"logits_processors[{i}] must be callable (input_ids, logits) -> logits")
+        with_state = getattr(proc, "call_with_state", None)
         try:
             wants_state = "state" in inspect.signature(proc).parameters
         except (TypeError, ValueError):
             wants_state = False
-        if wants_state:
+        if callable(with_state):  # mta_kernels' processors: a two-argument __call__ for transformers
+            calls.append(lambda ids, logits, state, f=with_state: f(ids, logits, state))
+        elif wants_state:
             calls.append(lambda ids, logits, state, proc=proc: proc(ids, logits, state=state))
         else:
             calls.append(lambda ids, logits, state, proc=proc: proc(ids, logits))
@@ -214,7 +217,8 @@ def generate(
         Each ``proc(input_ids, logits) -> logits`` with ``input_ids`` the [B, L + step]
         left-padded prompts and tokens so far (as transformers' ``LogitsProcessor``, which
         work as is) and ``logits`` [B, V] fp32; applied in order before sampling. One
-        that takes a ``state`` keyword also gets a :class:`DecodeState`. Must not
+        that takes a ``state`` keyword, or has a ``call_with_state(input_ids, logits,
+        state)`` method (mta_kernels' processors), also gets a :class:`DecodeState`. Must not
         synchronise with the host if the loop is to stay sync-free.
     braking : mta_kernels.braking.BrakingLogitsProcessor, optional
         Self-Braking decoding: applied after ``logits_processors``, right before sampling
