@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mta_kernels._validation import filled
 from mta_kernels.mixing.inputs import MixInputs
 from mta_kernels.sampling import triton_split_row as split_row
 from mta_kernels.sampling.triton_kernels import _BLOCK, _load_params, _weight
@@ -221,7 +222,7 @@ def run_mix_and_sample_triton(
     )
     tokens = torch.empty(B, dtype=torch.int64, device=inputs.device)
     logprobs = torch.empty(B, dtype=torch.float32, device=inputs.device)
-    ones = torch.ones(B, dtype=torch.float32, device=inputs.device)
+    ones = filled(1.0, B, inputs.device, torch.float32)  # the mixture is sampled at temperature 1
     split_row._merge_sample_kernel[(B,)](
         mixed, ws_f, ws_i, uniform, tokens, logprobs, ones, top_k, top_p, min_p, B, V, n_chunks, chunk,
         K_MAX=k_max, PROBE=split_row.PROBE, TIE_SLACK=split_row.TIE_SLACK,
