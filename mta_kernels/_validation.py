@@ -1,23 +1,178 @@
-"""Input checks shared by the public ops: every message names the argument."""
+"""The one vocabulary of input checks: every op and ``mta.generate`` use these.
+
+Every message names the argument. The intervals of the documented parameters are defined
+once here (:data:`TEMPERATURE`, :data:`TOP_P`, ...), so a range and its error text cannot
+drift apart between ops.
+
+Two process-wide caches live here (docs/architecture.md "Process-wide caches"):
+:func:`filled` (scalars as ``[B]`` tensors) and the checked-tensor cache of
+:func:`per_row_param`; :func:`clear_caches` empties both.
+"""
 
 from __future__ import annotations
 
 import functools
 import math
 import weakref
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import torch
 
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-__all__ = ["LOGIT_DTYPES", "check_float_2d", "check_logits_2d", "check_row_ints", "filled", "per_model_param", "per_row_param"]
+__all__ = [
+    "LOGIT_DTYPES",
+    "FINITE",
+    "FINITE_NUMBER",
+    "Interval",
+    "MIN_P",
+    "NON_NEGATIVE",
+    "NON_NEGATIVE_FINITE",
+    "POSITIVE",
+    "POSITIVE_FINITE",
+    "PROBABILITY",
+    "TEMPERATURE",
+    "TOP_P",
+    "check_bool",
+    "check_float_2d",
+    "check_int",
+    "check_logits_2d",
+    "check_number",
+    "check_optional_int",
+    "check_row_ints",
+    "check_tensor",
+    "clear_caches",
+    "filled",
+    "is_integer_dtype",
+    "per_model_param",
+    "per_row_param",
+    "sampling_rows",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# intervals
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A range of allowed values; NaN is never inside. ``text`` overrides the ``in [lo, hi]``
+    wording of errors (e.g. "a finite number > 0")."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    text: str | None = None
+
+    def __str__(self) -> str:
+        if self.text is not None:
+            return self.text
+        left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+        return f"in {left}{float(self.lo)}, {float(self.hi)}{right}"
+
+    def holds(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        above_lo = value > self.lo if self.lo_open else value >= self.lo
+        below_hi = value < self.hi if self.hi_open else value <= self.hi
+        return above_lo and below_hi
+
+    def outside(self, t: torch.Tensor) -> torch.Tensor:
+        """Bool mask of the entries of ``t`` not in the interval (NaN included)."""
+        below = t <= self.lo if self.lo_open else t < self.lo
+        above = t >= self.hi if self.hi_open else t > self.hi
+        return below | above | t.isnan()
+
+    def check(self, value: float, name: str) -> None:
+        if not self.holds(value):
+            raise ValueError(f"{name} must be {self}, got {value!r}")
+
+
+_INF = math.inf
+#: Anything but NaN.
+ANY = Interval()
+#: Finite numbers (mixing weights); FINITE_NUMBER says so in words.
+FINITE = Interval(-_INF, _INF, lo_open=True, hi_open=True)
+FINITE_NUMBER = Interval(-_INF, _INF, lo_open=True, hi_open=True, text="a finite number")
+#: Finite and >= 0 (a guidance strength, an advantage eps).
+NON_NEGATIVE_FINITE = Interval(0.0, _INF, hi_open=True, text="a finite number >= 0")
+#: Sampling temperature: 0 is greedy.
+TEMPERATURE = Interval(0.0, _INF, hi_open=True)
+#: A temperature that divides (mixing, log-probabilities): no greedy, no inf. The two
+#: differ only in the wording of their errors.
+POSITIVE = Interval(0.0, _INF, lo_open=True, hi_open=True)
+POSITIVE_FINITE = Interval(0.0, _INF, lo_open=True, hi_open=True, text="a finite number > 0")
+#: top-p: 1 is off, 0 would keep nothing.
+TOP_P = Interval(0.0, 1.0, lo_open=True)
+#: A probability or a fraction of one (min-p, plausibility).
+PROBABILITY = Interval(0.0, 1.0)
+MIN_P = PROBABILITY
+#: Non-negative (inf allowed).
+NON_NEGATIVE = Interval(0.0, _INF)
+
+
+# ---------------------------------------------------------------------------------------
+# Python values
+# ---------------------------------------------------------------------------------------
+
+
+def check_number(value: object, name: str, interval: Interval = ANY) -> float:
+    """A real number (not a bool) inside ``interval``, as a float."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    interval.check(v, name)
+    return v
+
+
+def check_int(value: object, name: str, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer (not a bool) in ``[lo, hi]`` (either bound optional), as an int."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if lo is not None and value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name} must be <= {hi}, got {value}")
+    return int(value)
+
+
+def check_optional_int(value: object, name: str, lo: int) -> int | None:
+    """None, or an int >= ``lo`` (e.g. an optional chunk size)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo:
+        which = "a positive integer" if lo == 1 else f"an integer >= {lo}"
+        raise ValueError(f"{name} must be {which} or None, got {value!r}")
+    return int(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# tensors
+# ---------------------------------------------------------------------------------------
+
+
+def is_integer_dtype(dtype: torch.dtype) -> bool:
+    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+
+
+def check_tensor(t: object, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
 
 
 def check_float_2d(t: object, name: str, shape: str) -> torch.Tensor:
     """A 2-D fp32/bf16/fp16 tensor; ``shape`` (e.g. "[N, H]") only names it in errors."""
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    check_tensor(t, name)
     if t.dim() != 2:
         raise ValueError(f"{name} must have shape {shape}, got shape {tuple(t.shape)}")
     if t.dtype not in LOGIT_DTYPES:
@@ -31,7 +186,7 @@ def check_row_ints(t: object, name: str, batch: int, device: torch.device, other
         raise TypeError(f"{name} must be a [B] integer tensor, got {type(t).__name__}")
     if t.dim() != 1 or t.shape[0] != batch:
         raise ValueError(f"{name} must have shape [B] with B={batch}, got shape {tuple(t.shape)}")
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+    if not is_integer_dtype(t.dtype):
         raise TypeError(f"{name} must be an integer tensor, got {t.dtype}")
     if t.device != device:
         raise ValueError(f"{name} is on {t.device} but {other} are on {device}")
@@ -44,13 +199,6 @@ def check_logits_2d(logits: object, name: str = "logits", shape: str = "[B, V]")
     if logits.shape[1] == 0:
         raise ValueError(f"{name} has an empty vocabulary (shape {tuple(logits.shape)})")
     return logits.contiguous()
-
-
-def _check_range(name: str, lo: float, hi: float, lo_open: bool, hi_open: bool, bad: bool) -> None:
-    if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}")
 
 
 # CUDA parameter tensors whose values already passed the range check, by identity and
@@ -70,18 +218,14 @@ def _remember_checked(t: torch.Tensor) -> None:
     _checked_tensors[id(t)] = (weakref.ref(t), t._version)
 
 
-def _check_tensor_range(
-    value: torch.Tensor, out: torch.Tensor, name: str, lo: float, hi: float, lo_open: bool, hi_open: bool
-) -> None:
+def _check_tensor_range(value: torch.Tensor, out: torch.Tensor, name: str, interval: Interval) -> None:
     """Range-check ``out`` (``value`` converted); a CUDA ``value`` once per identity and version."""
     device = value.device
     on_gpu = device.type != "cpu"
     capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
     if out.numel() and not capturing and not torch.compiler.is_compiling() and not (on_gpu and _already_checked(value)):
-        below = out <= lo if lo_open else out < lo
-        above = out >= hi if hi_open else out > hi
-        bad = bool((below | above | out.isnan()).any())
-        _check_range(name, lo, hi, lo_open, hi_open, bad)
+        if bool(interval.outside(out).any()):
+            raise ValueError(f"{name} must be {interval}")
         if on_gpu:
             _remember_checked(value)
 
@@ -93,17 +237,21 @@ def filled(value: float, batch: int, device: torch.device, dtype: torch.dtype) -
     return torch.full((batch,), value, dtype=dtype, device=device)
 
 
+def clear_caches() -> None:
+    """Empty the process-wide caches: the :func:`filled` tensors and the checked-tensor ids."""
+    filled.cache_clear()
+    _per_model_values.cache_clear()
+    _checked_tensors.clear()
+
+
 def per_row_param(
     value: object,
     name: str,
     batch: int,
     device: torch.device,
+    interval: Interval = ANY,
     *,
     integer: bool = False,
-    lo: float = -math.inf,
-    hi: float = math.inf,
-    lo_open: bool = False,
-    hi_open: bool = False,
 ) -> torch.Tensor:
     """A scalar or a [B] tensor -> a [B] tensor on ``device`` (int64 if ``integer`` else fp32).
 
@@ -120,26 +268,35 @@ def per_row_param(
         if value.device != device:
             raise ValueError(f"{name} is on {value.device} but logits are on {device}")
         if integer:
-            if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            if not is_integer_dtype(value.dtype):
                 raise TypeError(f"{name} must be an integer tensor, got {value.dtype}")
             out = value.to(torch.int64)
         else:
             if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
                 raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
             out = value.to(torch.float32)
-        _check_tensor_range(value, out, name, lo, hi, lo_open, hi_open)
+        _check_tensor_range(value, out, name, interval)
         return out.contiguous()
     if isinstance(value, bool) or not isinstance(value, (Integral, Real)):
         raise TypeError(f"{name} must be a number or a [B] tensor, got {type(value).__name__}")
     if integer and not isinstance(value, Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    v = float(value)
-    bad = math.isnan(v) or v < lo or v > hi or (lo_open and v <= lo) or (hi_open and v >= hi)
-    _check_range(name, lo, hi, lo_open, hi_open, bad)
+    interval.check(float(value), name)
     dtype = torch.int64 if integer else torch.float32
     if torch.compiler.is_compiling():
         return torch.full((batch,), value, dtype=dtype, device=device)
     return filled(value, batch, device, dtype)
+
+
+def sampling_rows(temperature, top_k, top_p, min_p, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The four sampling parameters (scalars or [B] tensors) as the kernels take them:
+    temperature, top_p, min_p fp32 and top_k int64, each [B] on ``device``."""
+    return (
+        per_row_param(temperature, "temperature", batch, device, TEMPERATURE),
+        per_row_param(top_k, "top_k", batch, device, integer=True),
+        per_row_param(top_p, "top_p", batch, device, TOP_P),
+        per_row_param(min_p, "min_p", batch, device, MIN_P),
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -148,18 +305,8 @@ def _per_model_values(values: tuple[float, ...], batch: int, device: torch.devic
     return torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1).expand(-1, batch).contiguous()
 
 
-def per_model_param(
-    value: object,
-    name: str,
-    models: int,
-    batch: int,
-    device: torch.device,
-    *,
-    lo: float = -math.inf,
-    hi: float = math.inf,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> torch.Tensor:
+def per_model_param(value: object, name: str, models: int, batch: int, device: torch.device,
+                    interval: Interval = ANY) -> torch.Tensor:
     """A scalar, K numbers, or a [K] / [K, B] tensor -> a [K, B] fp32 tensor on ``device``.
 
     Range checks as in :func:`per_row_param` (a CUDA tensor costs one device-to-host copy
@@ -180,7 +327,7 @@ def per_model_param(
         if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
         out = expanded.to(torch.float32)
-        _check_tensor_range(value, out, name, lo, hi, lo_open, hi_open)
+        _check_tensor_range(value, out, name, interval)
         return out.contiguous()
     if isinstance(value, (list, tuple)):
         if len(value) != models:
@@ -193,9 +340,7 @@ def per_model_param(
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (Integral, Real)):
             raise TypeError(f"{name} must hold numbers, got {type(v).__name__} {v!r}")
-        f = float(v)
-        bad = math.isnan(f) or f < lo or f > hi or (lo_open and f <= lo) or (hi_open and f >= hi)
-        _check_range(name, lo, hi, lo_open, hi_open, bad)
+        interval.check(float(v), name)
     values = tuple(float(v) for v in values)
     if torch.compiler.is_compiling():
         return torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1).expand(-1, batch).contiguous()

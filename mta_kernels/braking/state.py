@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mta_kernels._validation import filled, per_row_param
+from mta_kernels._validation import ANY, NON_NEGATIVE, filled, per_row_param
 
 __all__ = ["BrakingConfig", "BrakingState", "BRAKE_REASONS", "DELIM_START"]
 
@@ -82,17 +82,17 @@ class BrakingConfig:
                 return filled(-1, batch, device, torch.int64)
             return per_row_param(value, name, batch, device, integer=True)
 
-        def real(value, name, lo):
+        def real(value, name, interval):
             if value is None:
                 return filled(_NAN, batch, device, torch.float32)
-            return per_row_param(value, name, batch, device, lo=lo)
+            return per_row_param(value, name, batch, device, interval)
 
         return (
             integer(self.max_thinking_tokens, "max_thinking_tokens"),
-            real(self.marker_ratio, "marker_ratio", 0.0),
+            real(self.marker_ratio, "marker_ratio", NON_NEGATIVE),
             integer(self.min_thinking_tokens, "min_thinking_tokens"),
             integer(self.max_steps, "max_steps"),
-            real(self.end_think_margin, "end_think_margin", -math.inf),
+            real(self.end_think_margin, "end_think_margin", ANY),
         )
 
 

@@ -12,13 +12,17 @@ entropy of every position and masks afterwards.
 
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
-
 import torch
 
-from mta_kernels import _backend
-from mta_kernels._validation import check_float_2d, check_logits_2d
+from mta_kernels._backend import Op
+from mta_kernels._validation import (
+    POSITIVE_FINITE,
+    check_bool,
+    check_float_2d,
+    check_logits_2d,
+    check_number,
+    check_optional_int,
+)
 from mta_kernels.logprobs.reference import (
     IGNORE_INDEX,
     linear_token_logprobs_reference,
@@ -36,49 +40,12 @@ __all__ = [
     "linear_token_logprobs_reference",
 ]
 
-# Triton on CUDA; the torch reference on CPU (no C++ body).
-_PREFERRED = {"cuda": ("triton",)}
-_IMPLEMENTED = ("triton",)
-
 # Default chunk of the linear form: the logits of one chunk stay under this many bytes
 # (in the fp32 working precision on CPU, where the torch tile math also makes about two
 # temporary of that size; in the logits dtype on GPU, where the kernels work in place).
 _GPU_CHUNK_BYTES = 256 * 2**20
 _CPU_CHUNK_BYTES = 256 * 2**20
 _MIN_CHUNK_ROWS = 16  # below this, split the vocabulary instead of the tokens further
-
-
-@torch._dynamo.assume_constant_result  # a per-device choice: torch.compile need not trace it
-def _backend_for(t: torch.Tensor) -> str:
-    return _backend.select_backend(t.device, _PREFERRED.get(t.device.type, ()), _IMPLEMENTED)
-
-
-# ---------------------------------------------------------------------------------------
-# checks
-# ---------------------------------------------------------------------------------------
-
-
-def _temperature(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"temperature must be a number, got {type(value).__name__}")
-    v = float(value)
-    if not (math.isfinite(v) and v > 0.0):
-        raise ValueError(f"temperature must be a finite number > 0, got {value!r}")
-    return v
-
-
-def _flag(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
-def _chunk(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    return int(value)
 
 
 def _check_targets(targets: object, n: int, vocab: int, device: torch.device) -> torch.Tensor:
@@ -201,11 +168,14 @@ def token_logprobs(
     tensor([-0.6931,  0.0000])
     """
     logits = check_logits_2d(logits, shape="[N, V]")
-    temperature = _temperature(temperature)
-    return_entropy = _flag(return_entropy, "return_entropy")
+    temperature = check_number(temperature, "temperature", POSITIVE_FINITE)
+    return_entropy = check_bool(return_entropy, "return_entropy")
     targets = _check_targets(targets, logits.shape[0], logits.shape[1], logits.device)
-    if _backend_for(logits) == "triton" and logits.shape[0]:
-        return _token_logprobs_triton(logits, targets, temperature, return_entropy)
+    kernel = TOKEN_LOGPROBS.kernel(logits.device) if logits.shape[0] else _token_logprobs_torch
+    return kernel(logits, targets, temperature, return_entropy)
+
+
+def _token_logprobs_torch(logits, targets, temperature, return_entropy):
     return token_logprobs_reference(logits, targets, temperature=temperature, return_entropy=return_entropy)
 
 
@@ -216,6 +186,15 @@ def _token_logprobs_triton(logits, targets, temperature, return_entropy, *, bloc
         logits, targets, temperature, return_entropy, block or triton_kernels._BLOCK
     )
     return (logp, ent) if return_entropy else logp
+
+
+#: ``fn(logits, targets, temperature, return_entropy)`` on checked inputs (N >= 1).
+#: Triton on CUDA; the torch reference on CPU (no C++ body).
+TOKEN_LOGPROBS = Op(
+    "token_logprobs",
+    {"reference": _token_logprobs_torch, "triton": _token_logprobs_triton},
+    preferred={"cuda": ("triton",)},
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -366,20 +345,31 @@ class _LinearTokenLogprobs(torch.autograd.Function):
         )
 
 
-def _tile_fns(backend: str, block: int | None):
-    if backend == "triton":
-        from mta_kernels.logprobs import triton_kernels as tk
+def _triton_tiles(block: int | None = None):
+    from mta_kernels.logprobs import triton_kernels as tk
 
-        b = block or tk._BLOCK
+    b = block or tk._BLOCK
 
-        def stats(x, tg, v0, temperature, entropy):
-            return tk.tile_stats_triton(x, tg, v0, temperature, entropy, block=b)
+    def stats(x, tg, v0, temperature, entropy):
+        return tk.tile_stats_triton(x, tg, v0, temperature, entropy, block=b)
 
-        def grad(x, tg, v0, temperature, lse, ent, glp, gent):
-            return tk.tile_grad_triton(x, tg, v0, temperature, lse, ent, glp, gent, out=x, block=b)
+    def grad(x, tg, v0, temperature, lse, ent, glp, gent):
+        return tk.tile_grad_triton(x, tg, v0, temperature, lse, ent, glp, gent, out=x, block=b)
 
-        return stats, grad
+    return stats, grad
+
+
+def _reference_tiles(block: int | None = None):
     return tile_stats_reference, tile_grad_reference
+
+
+#: ``fn(block=None) -> (stats, grad)``: the per-tile functions the chunked linear form runs
+#: on each chunk of logits. Triton on CUDA; the torch tile math on CPU.
+LINEAR_TOKEN_LOGPROBS = Op(
+    "linear_token_logprobs",
+    {"reference": _reference_tiles, "triton": _triton_tiles},
+    preferred={"cuda": ("triton",)},
+)
 
 
 def linear_token_logprobs(
@@ -458,17 +448,17 @@ def linear_token_logprobs(
         if bias.device != hidden.device:
             raise ValueError(f"bias is on {bias.device} but hidden is on {hidden.device}")
         bias = bias.contiguous()
-    temperature = _temperature(temperature)
-    return_entropy = _flag(return_entropy, "return_entropy")
-    chunk_size = _chunk(chunk_size, "chunk_size")
-    vocab_chunk_size = _chunk(vocab_chunk_size, "vocab_chunk_size")
+    temperature = check_number(temperature, "temperature", POSITIVE_FINITE)
+    return_entropy = check_bool(return_entropy, "return_entropy")
+    chunk_size = check_optional_int(chunk_size, "chunk_size", 1)
+    vocab_chunk_size = check_optional_int(vocab_chunk_size, "vocab_chunk_size", 1)
     targets = _check_targets(targets, n, vocab, hidden.device)
     if n == 0:
         empty = (hidden.sum(1) + weight.sum() * 0).float()  # keeps the graph for autograd
         return (empty, empty.clone()) if return_entropy else empty
     return _linear_token_logprobs(
         hidden.contiguous(), weight.contiguous(), bias, targets, temperature, return_entropy,
-        chunk_size, vocab_chunk_size, _backend_for(hidden),
+        chunk_size, vocab_chunk_size, LINEAR_TOKEN_LOGPROBS.backend(hidden.device),
     )
 
 
@@ -480,7 +470,7 @@ def _linear_token_logprobs(
     default_chunk, default_vchunk = _default_chunks(n, vocab, hidden.dtype, hidden.device)
     chunk = chunk_size or default_chunk
     vchunk = vocab_chunk_size or (default_vchunk if chunk_size is None else vocab)
-    stats, grad = _tile_fns(backend, block)
+    stats, grad = LINEAR_TOKEN_LOGPROBS.fn(backend)(block)
     logp, ent = _LinearTokenLogprobs.apply(
         hidden, weight, bias, targets, temperature, return_entropy, chunk, vchunk, (stats, grad)
     )

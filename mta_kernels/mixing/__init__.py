@@ -6,45 +6,40 @@ Decoding's switch rule. Recipes (proxy-tuning, contrastive decoding, classifier-
 guidance, weighted ensembles) are in :mod:`mta_kernels.mixing.recipes`, transformers
 ``LogitsProcessor`` classes in :mod:`mta_kernels.mixing.processors`.
 
-Layers: this module (checks + dispatch) -> Triton kernels (``triton_kernels.py``) or the
-vectorised CPU path (the C++ sampler on the mixture) -> the torch reference (``reference.py``).
+Layers: this module (checks) -> the kernels declared in ``ops.py`` (Triton in
+``triton_kernels.py``, the fused C++ CPU ``mix_and_sample``) -> the torch reference
+(``reference.py``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from mta_kernels import _backend
-from mta_kernels._validation import per_row_param
+from mta_kernels._validation import MIN_P, TOP_P, per_row_param
 from mta_kernels.mixing.inputs import MixInputs, mix_inputs
+from mta_kernels.mixing.ops import MAX_FUSED_MODELS, MIX_AND_SAMPLE, MIX_LOGITS, mix_then_sample
 from mta_kernels.mixing.reference import mix_and_sample_reference, mix_logits_reference
 from mta_kernels.mixing.switch_point import wsd_switch_point
 
-__all__ = ["MAX_FUSED_MODELS", "mix_and_sample", "mix_logits", "wsd_switch_point"]
-
-# The Triton kernels take one pointer argument per model.
-MAX_FUSED_MODELS = 8
-
-_PREFERRED = {"cuda": ("triton",), "cpu": ("cpp",)}
-_IMPLEMENTED = ("triton", "cpp")
-
-
-@torch._dynamo.assume_constant_result
-def _backend_for(device: torch.device) -> str:
-    return _backend.select_backend(device, _PREFERRED.get(device.type, ()), _IMPLEMENTED)
+__all__ = ["MAX_FUSED_MODELS", "mix_and_sample", "mix_logits", "mix_and_sample_reference", "mix_logits_reference",
+           "wsd_switch_point"]
 
 
 def _sampling_params(inputs: MixInputs, top_k, top_p, min_p):
     B, device = inputs.batch, inputs.device
     return (
         per_row_param(top_k, "top_k", B, device, integer=True),
-        per_row_param(top_p, "top_p", B, device, lo=0.0, hi=1.0, lo_open=True),
-        per_row_param(min_p, "min_p", B, device, lo=0.0, hi=1.0),
+        per_row_param(top_p, "top_p", B, device, TOP_P),
+        per_row_param(min_p, "min_p", B, device, MIN_P),
     )
 
 
-def _ones(inputs: MixInputs) -> torch.Tensor:
-    return per_row_param(1.0, "temperature", inputs.batch, inputs.device)
+def _too_many_models(op, inputs: MixInputs) -> bool:
+    """The Triton kernels take at most MAX_FUSED_MODELS models; say so once when a call has more."""
+    if len(inputs.logits) > MAX_FUSED_MODELS and op.backend(inputs.device) == "triton":
+        op.refuse("triton", f"it takes at most {MAX_FUSED_MODELS} models, this call mixes {len(inputs.logits)}")
+        return True
+    return False
 
 
 def mix_logits(
@@ -94,14 +89,9 @@ def mix_logits(
     V = inputs.logits[0].shape[1]
     if inputs.batch == 0:
         return torch.empty((0, V), dtype=torch.float32, device=inputs.device)
-    backend = _backend_for(inputs.device)
-    if backend == "triton" and len(inputs.logits) <= MAX_FUSED_MODELS:
-        from mta_kernels.mixing.triton_kernels import mix_logits_triton
-
-        return mix_logits_triton(inputs)
-    return mix_logits_reference(
-        inputs.logits, inputs.weights, inputs.normalize, inputs.temperature, inputs.plausibility
-    )
+    if _too_many_models(MIX_LOGITS, inputs):
+        return MIX_LOGITS.fn("reference")(inputs)
+    return MIX_LOGITS.kernel(inputs.device)(inputs)
 
 
 def mix_and_sample(
@@ -163,25 +153,8 @@ def mix_and_sample(
         tokens = torch.empty(0, dtype=torch.int64, device=device)
         logprobs = torch.empty(0, dtype=torch.float32, device=device)
     else:
-        backend = _backend_for(device)
-        if backend == "triton" and len(inputs.logits) <= MAX_FUSED_MODELS:
-            from mta_kernels.mixing.triton_kernels import mix_and_sample_triton
-
-            tokens, logprobs = mix_and_sample_triton(inputs, top_k, top_p, min_p, uniform, top_k_hint=top_k_hint)
-        elif backend == "reference":
-            tokens, logprobs = mix_and_sample_reference(
-                inputs.logits, inputs.weights, inputs.normalize, inputs.temperature, inputs.plausibility,
-                top_k, top_p, min_p, uniform,
-            )
-        elif backend == "cpp":
-            tokens, logprobs = torch.ops.mta.mix_and_sample(
-                inputs.logits, inputs.weights, inputs.temperature, inputs.plausibility, top_k, top_p, min_p, uniform
-            )
-        else:
-            # More models than the Triton kernels take: the mixture up to its per-row shift
-            # (see above), then the fused sampler.
-            shifted = mix_logits_reference(inputs.logits, inputs.weights, False, inputs.temperature, inputs.plausibility)
-            from mta_kernels.sampling import sample_on_backend
-
-            tokens, logprobs = sample_on_backend(shifted, _ones(inputs), top_k, top_p, min_p, uniform)
+        kernel = MIX_AND_SAMPLE.kernel(device)
+        if _too_many_models(MIX_AND_SAMPLE, inputs):
+            kernel = mix_then_sample
+        tokens, logprobs = kernel(inputs, top_k, top_p, min_p, uniform, top_k_hint)
     return (tokens, logprobs) if return_logprobs else tokens

@@ -8,7 +8,15 @@ from numbers import Integral
 
 import torch
 
-from mta_kernels._validation import check_float_2d, per_model_param, per_row_param
+from mta_kernels._validation import (
+    FINITE,
+    POSITIVE,
+    PROBABILITY,
+    check_bool,
+    check_float_2d,
+    per_model_param,
+    per_row_param,
+)
 
 __all__ = ["MixInputs", "mix_inputs", "model_logits"]
 
@@ -83,15 +91,13 @@ class MixInputs:
 def mix_inputs(logits, weights, normalize, temperature, plausibility, vocab_size) -> MixInputs:
     """Check every argument of ``mix_logits`` / ``mix_and_sample`` (errors name it)."""
     models = model_logits(logits, vocab_size)
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+    check_bool(normalize, "normalize")
     K, B, device = len(models), models[0].shape[0], models[0].device
-    inf = float("inf")
     return MixInputs(
         logits=models,
-        weights=per_model_param(weights, "weights", K, B, device, lo=-inf, hi=inf, lo_open=True, hi_open=True),
-        temperature=per_model_param(temperature, "temperature", K, B, device, lo=0.0, hi=inf, lo_open=True, hi_open=True),
-        plausibility=per_row_param(plausibility, "plausibility", B, device, lo=0.0, hi=1.0),
+        weights=per_model_param(weights, "weights", K, B, device, FINITE),
+        temperature=per_model_param(temperature, "temperature", K, B, device, POSITIVE),
+        plausibility=per_row_param(plausibility, "plausibility", B, device, PROBABILITY),
         normalize=normalize,
         uses_plausibility=isinstance(plausibility, torch.Tensor) or plausibility > 0,
     )

@@ -19,27 +19,15 @@ tensor([[2., 2.]])
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import torch
 
+from mta_kernels._validation import FINITE_NUMBER, NON_NEGATIVE_FINITE, POSITIVE_FINITE, check_number
 from mta_kernels.mixing import mix_and_sample, mix_logits
 
 __all__ = ["MixRecipe", "classifier_free_guidance", "contrastive_decoding", "proxy_tuning", "weighted_ensemble"]
-
-
-def _number(value: object, name: str, *, lo: float = -math.inf, lo_open: bool = False) -> float:
-    """A finite real number >= lo (> lo if ``lo_open``); errors name the argument."""
-    if isinstance(value, bool) or not isinstance(value, (Integral, Real)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < lo or (lo_open and v <= lo):
-        bound = f" > {lo:g}" if lo_open else (f" >= {lo:g}" if lo > -math.inf else "")
-        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
-    return v
 
 
 def _count_models(logits: object) -> int | None:
@@ -93,10 +81,10 @@ class MixRecipe:
             raise TypeError(f"weights must be a sequence of numbers (one per model), got {type(weights).__name__}")
         if len(weights) == 0:
             raise ValueError("weights is empty: a recipe mixes at least one model")
-        object.__setattr__(self, "weights", tuple(_number(w, f"weights[{k}]") for k, w in enumerate(weights)))
+        object.__setattr__(self, "weights", tuple(check_number(w, f"weights[{k}]", FINITE_NUMBER) for k, w in enumerate(weights)))
         if not isinstance(self.normalize, bool):
             raise TypeError(f"normalize must be a bool, got {type(self.normalize).__name__}")
-        alpha = _number(self.plausibility, "plausibility", lo=0.0)
+        alpha = check_number(self.plausibility, "plausibility", NON_NEGATIVE_FINITE)
         if alpha > 1.0:
             raise ValueError(f"plausibility must be in [0, 1], got {self.plausibility!r}")
         object.__setattr__(self, "plausibility", alpha)
@@ -104,9 +92,9 @@ class MixRecipe:
         if isinstance(t, Sequence) and not isinstance(t, (str, bytes)):
             if len(t) != len(self.weights):
                 raise ValueError(f"temperature has {len(t)} values but the recipe mixes {len(self.weights)} models")
-            t = tuple(_number(x, f"temperature[{k}]", lo=0.0, lo_open=True) for k, x in enumerate(t))
+            t = tuple(check_number(x, f"temperature[{k}]", POSITIVE_FINITE) for k, x in enumerate(t))
         else:
-            t = _number(t, "temperature", lo=0.0, lo_open=True)
+            t = check_number(t, "temperature", POSITIVE_FINITE)
         object.__setattr__(self, "temperature", t)
         if self.roles is not None:
             roles = tuple(self.roles)
@@ -199,7 +187,7 @@ def proxy_tuning(alpha: float = 1.0) -> MixRecipe:
     >>> proxy_tuning(1.0).mix([base, expert, anti])
     tensor([[3., 2.]])
     """
-    a = _number(alpha, "alpha", lo=0.0)
+    a = check_number(alpha, "alpha", NON_NEGATIVE_FINITE)
     return MixRecipe(weights=(1.0, a, -a), normalize=False, roles=("base", "expert", "anti_expert"))
 
 
@@ -230,8 +218,8 @@ def contrastive_decoding(beta: float = 1.0, plausibility: float = 0.1) -> MixRec
     >>> contrastive_decoding().sample([expert, amateur], top_k=1)  # the amateur's favourite loses
     tensor([1])
     """
-    b = _number(beta, "beta", lo=0.0)
-    alpha = _number(plausibility, "plausibility", lo=0.0)
+    b = check_number(beta, "beta", NON_NEGATIVE_FINITE)
+    alpha = check_number(plausibility, "plausibility", NON_NEGATIVE_FINITE)
     if alpha > 1.0:
         raise ValueError(f"plausibility must be in [0, 1], got {plausibility!r}")
     return MixRecipe(weights=(1.0, -b), normalize=True, plausibility=alpha, roles=("expert", "amateur"))
@@ -260,7 +248,7 @@ def classifier_free_guidance(scale: float = 1.5) -> MixRecipe:
     >>> classifier_free_guidance(1.5).sample([cond, uncond], top_k=1)  # guided away from token 0
     tensor([1])
     """
-    g = _number(scale, "scale", lo=0.0)
+    g = check_number(scale, "scale", NON_NEGATIVE_FINITE)
     return MixRecipe(weights=(g, 1.0 - g), normalize=True, roles=("conditional", "unconditional"))
 
 

@@ -231,7 +231,7 @@ def run_mix_and_sample_triton(
     return tokens, logprobs, mixed, ws_i, n_chunks, k_max
 
 
-def mix_and_sample_triton(inputs: MixInputs, top_k, top_p, min_p, uniform, *, top_k_hint=None):
+def mix_and_sample_triton(inputs: MixInputs, top_k, top_p, min_p, uniform, top_k_hint=None):
     """Tokens [B] int64 and logprobs [B] fp32 for B >= 1; ``top_k_hint``: the top-k when
     the caller passed one number for every row (sizes the candidate buffers)."""
     tokens, logprobs, *_ = run_mix_and_sample_triton(inputs, top_k, top_p, min_p, uniform, top_k_hint=top_k_hint)

@@ -11,11 +11,12 @@ implementation on every device; they ignore ``MTA_BACKEND``.
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import torch
 
-from mta_kernels import _backend
+from mta_kernels._backend import Op
+from mta_kernels._validation import NON_NEGATIVE, Interval, check_number, check_tensor, is_integer_dtype
 from mta_kernels.rl.reference import (
     AGG_MODES,
     group_advantages_reference,
@@ -37,34 +38,15 @@ __all__ = [
 ADVANTAGE_MODES = ("grpo", "drgrpo", "rloo")
 _LOGPROB_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-# policy_loss: the fused Triton kernel on CUDA; the torch reference on CPU (no C++ body).
-_PREFERRED = {"cuda": ("triton",)}
-_IMPLEMENTED = ("triton",)
-
-
-def _number(value: object, name: str, *, lo: float, lo_open: bool = False, hi: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    if math.isnan(v) or v < lo or (lo_open and v <= lo) or v > hi:
-        left = "(" if lo_open else "["
-        raise ValueError(f"{name} must be in {left}{lo}, {hi}], got {value!r}")
-    return v
-
-
-def _tensor(value: object, name: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    return value
+# Intervals of the policy-loss knobs (errors name the argument).
+_CLIP_LOW = Interval(0.0, 1.0)
+_DUAL_CLIP = Interval(1.0, math.inf, lo_open=True)
+_LOG_RATIO_CLAMP = Interval(0.0, math.inf, lo_open=True)
 
 
 def _real_dtype(t: torch.Tensor, name: str) -> None:
-    if t.dtype.is_complex or not (t.dtype.is_floating_point or t.dtype == torch.bool or _is_int(t.dtype)):
+    if t.dtype.is_complex or not (t.dtype.is_floating_point or t.dtype == torch.bool or is_integer_dtype(t.dtype)):
         raise TypeError(f"{name} must be a real (bool, integer or floating) tensor, got {t.dtype}")
-
-
-def _is_int(dtype: torch.dtype) -> bool:
-    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
 
 
 # ---------------------------------------------------------------------------------------
@@ -108,7 +90,7 @@ def group_advantages(rewards: torch.Tensor, *, mode: str = "grpo", eps: float = 
     >>> rl.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0]]), mode="drgrpo")
     tensor([[ 0.5000, -0.5000, -0.5000,  0.5000]])
     """
-    rewards = _tensor(rewards, "rewards")
+    rewards = check_tensor(rewards, "rewards")
     if rewards.dim() != 2:
         raise ValueError(f"rewards must have shape [B, G], got shape {tuple(rewards.shape)}")
     _real_dtype(rewards, "rewards")
@@ -118,7 +100,7 @@ def group_advantages(rewards: torch.Tensor, *, mode: str = "grpo", eps: float = 
         )
     if mode not in ADVANTAGE_MODES:
         raise ValueError(f"mode must be one of {ADVANTAGE_MODES}, got {mode!r}")
-    eps = _number(eps, "eps", lo=0.0)
+    eps = check_number(eps, "eps", NON_NEGATIVE)
     return group_advantages_reference(rewards, mode, eps)
 
 
@@ -127,26 +109,31 @@ def group_advantages(rewards: torch.Tensor, *, mode: str = "grpo", eps: float = 
 # ---------------------------------------------------------------------------------------
 
 
-@torch._dynamo.assume_constant_result  # a per-device choice: torch.compile need not trace it
-def _backend_for(t: torch.Tensor) -> str:
-    return _backend.select_backend(t.device, _PREFERRED.get(t.device.type, ()), _IMPLEMENTED)
+#: ``fn(logprobs, old_logprobs, advantages, mask, clip_low, clip_high, dual_clip, agg,
+#: log_ratio_clamp) -> (loss, stats)`` on checked, contiguous inputs. The fused Triton
+#: kernel on CUDA; the torch reference on CPU (no C++ body).
+POLICY_LOSS = Op(
+    "policy_loss",
+    {"reference": policy_loss_reference, "triton": "mta_kernels.rl.triton_kernels:policy_loss_triton"},
+    preferred={"cuda": ("triton",)},
+)
 
 
 def _check_policy_inputs(logprobs, old_logprobs, advantages, mask):
-    logprobs = _tensor(logprobs, "logprobs")
+    logprobs = check_tensor(logprobs, "logprobs")
     if logprobs.dim() != 2:
         raise ValueError(f"logprobs must have shape [B, T], got shape {tuple(logprobs.shape)}")
     B, T = logprobs.shape
     if logprobs.dtype not in _LOGPROB_DTYPES:
         raise TypeError(f"logprobs must be float32, bfloat16 or float16, got {logprobs.dtype}")
-    old_logprobs = _tensor(old_logprobs, "old_logprobs")
+    old_logprobs = check_tensor(old_logprobs, "old_logprobs")
     if old_logprobs.shape != logprobs.shape:
         raise ValueError(
             f"old_logprobs must have the shape of logprobs {tuple(logprobs.shape)}, got {tuple(old_logprobs.shape)}"
         )
     if old_logprobs.dtype not in _LOGPROB_DTYPES:
         raise TypeError(f"old_logprobs must be float32, bfloat16 or float16, got {old_logprobs.dtype}")
-    advantages = _tensor(advantages, "advantages")
+    advantages = check_tensor(advantages, "advantages")
     if advantages.dim() == 2 and advantages.shape[1] == 1 and T != 1:
         advantages = advantages[:, 0]
     if not (advantages.shape == (B,) or advantages.shape == (B, T)):
@@ -155,7 +142,7 @@ def _check_policy_inputs(logprobs, old_logprobs, advantages, mask):
         )
     if not advantages.dtype.is_floating_point:
         raise TypeError(f"advantages must be a floating-point tensor, got {advantages.dtype}")
-    mask = _tensor(mask, "mask")
+    mask = check_tensor(mask, "mask")
     if mask.shape != logprobs.shape:
         raise ValueError(f"mask must have the shape of logprobs {tuple(logprobs.shape)}, got {tuple(mask.shape)}")
     if mask.dtype.is_complex:
@@ -241,20 +228,18 @@ def policy_loss(
             [ 0.1667,  0.1667,  0.1667]])
     """
     logprobs, old_logprobs, advantages, mask = _check_policy_inputs(logprobs, old_logprobs, advantages, mask)
-    clip_low = _number(clip_low, "clip_low", lo=0.0, hi=1.0)
-    clip_high = _number(clip_high, "clip_high", lo=0.0)
+    clip_low = check_number(clip_low, "clip_low", _CLIP_LOW)
+    clip_high = check_number(clip_high, "clip_high", NON_NEGATIVE)
     if dual_clip is not None:
-        dual_clip = _number(dual_clip, "dual_clip", lo=1.0, lo_open=True)
+        dual_clip = check_number(dual_clip, "dual_clip", _DUAL_CLIP)
     if log_ratio_clamp is not None:
-        log_ratio_clamp = _number(log_ratio_clamp, "log_ratio_clamp", lo=0.0, lo_open=True)
+        log_ratio_clamp = check_number(log_ratio_clamp, "log_ratio_clamp", _LOG_RATIO_CLAMP)
     if agg not in AGG_MODES:
         raise ValueError(f"agg must be one of {AGG_MODES}, got {agg!r}")
     args = (clip_low, clip_high, dual_clip, agg, log_ratio_clamp)
-    if logprobs.numel() == 0 or _backend_for(logprobs) == "reference":
+    if logprobs.numel() == 0:
         return policy_loss_reference(logprobs, old_logprobs, advantages, mask, *args)
-    from mta_kernels.rl.triton_kernels import policy_loss_triton
-
-    return policy_loss_triton(
+    return POLICY_LOSS.kernel(logprobs.device)(
         logprobs.contiguous(), old_logprobs.contiguous(), advantages.contiguous(), mask.contiguous(), *args
     )
 
@@ -266,7 +251,7 @@ def policy_loss(
 
 def _count(value: object, name: str) -> torch.Tensor | int:
     if isinstance(value, torch.Tensor):
-        if not _is_int(value.dtype):
+        if not is_integer_dtype(value.dtype):
             raise TypeError(f"{name} must be an int or an integer tensor, got a {value.dtype} tensor")
         if value.numel() and bool((value < 0).any()):
             raise ValueError(f"{name} must be non-negative, got {value.min().item()}")

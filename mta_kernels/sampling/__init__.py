@@ -1,39 +1,21 @@
 """Fused sampling: temperature / top-k / top-p / min-p filtering and sampling without sorting.
 
-Three layers: this module (checks + dispatch) -> kernels (Triton in ``triton_kernels.py``,
-C++/CUDA in ``csrc/``) -> the torch reference in ``reference.py``.
+Three layers: this module (checks) -> the kernels declared in ``ops.py`` (Triton in
+``triton_kernels.py``, C++/CUDA in ``csrc/``) -> the torch reference in ``reference.py``.
+:class:`Sampler` is the decode loop's form: checks and backend choice once, per token only
+the kernel.
 """
 
 from __future__ import annotations
 
 import torch
 
-from mta_kernels import _backend
-from mta_kernels._validation import check_logits_2d, per_row_param
+from mta_kernels._validation import check_logits_2d, sampling_rows
+from mta_kernels.sampling.ops import FILTER_LOGITS, SAMPLE
 from mta_kernels.sampling.reference import filter_logits_reference, sample_reference
+from mta_kernels.sampling.sampler import Sampler
 
-__all__ = ["filter_logits", "sample", "sample_on_backend", "filter_logits_reference", "sample_reference"]
-
-# Order = preference when nothing is forced. Triton first on CUDA until the CUDA C++ kernel
-# has been measured faster on a GPU.
-_PREFERRED = {"cuda": ("triton", "cuda"), "cpu": ("cpp",)}
-_IMPLEMENTED = ("triton", "cuda", "cpp")
-
-
-def _params(logits, temperature, top_k, top_p, min_p):
-    B, device = logits.shape[0], logits.device
-    return (
-        per_row_param(temperature, "temperature", B, device, lo=0.0, hi=float("inf"), hi_open=True),
-        per_row_param(top_k, "top_k", B, device, integer=True),
-        per_row_param(top_p, "top_p", B, device, lo=0.0, hi=1.0, lo_open=True),
-        per_row_param(min_p, "min_p", B, device, lo=0.0, hi=1.0),
-    )
-
-
-@torch._dynamo.assume_constant_result  # a per-device choice: torch.compile need not trace it
-def _backend_for(logits: torch.Tensor) -> str:
-    return _backend.select_backend(logits.device, _PREFERRED.get(logits.device.type, ()), _IMPLEMENTED)
-
+__all__ = ["FILTER_LOGITS", "SAMPLE", "Sampler", "filter_logits", "sample", "filter_logits_reference", "sample_reference"]
 
 def filter_logits(
     logits: torch.Tensor,
@@ -73,17 +55,10 @@ def filter_logits(
     tensor([[-inf, 3., 2.]])
     """
     logits = check_logits_2d(logits)
-    params = _params(logits, temperature, top_k, top_p, min_p)
+    params = sampling_rows(temperature, top_k, top_p, min_p, logits.shape[0], logits.device)
     if logits.shape[0] == 0:
         return torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
-    backend = _backend_for(logits)
-    if backend == "reference":
-        return filter_logits_reference(logits, *params)
-    if backend == "triton":
-        from mta_kernels.sampling.triton_kernels import filter_logits_triton
-
-        return filter_logits_triton(logits, *params)
-    return torch.ops.mta.filter_logits(logits, *params)
+    return FILTER_LOGITS.kernel(logits.device)(logits, *params)
 
 
 def sample(
@@ -130,26 +105,8 @@ def sample(
     tensor([1])
     """
     logits = check_logits_2d(logits)
-    params = _params(logits, temperature, top_k, top_p, min_p)
+    sampler = Sampler(logits.shape[0], logits.device, temperature, top_k, top_p, min_p)
     if generator is not None and generator.device.type != logits.device.type:
         raise ValueError(f"generator is on {generator.device} but logits are on {logits.device}")
-    uniform = torch.rand(logits.shape[0], generator=generator, device=logits.device, dtype=torch.float32)
-    if logits.shape[0] == 0:
-        tokens = torch.empty(0, dtype=torch.int64, device=logits.device)
-        logprobs = torch.empty(0, dtype=torch.float32, device=logits.device)
-    else:
-        tokens, logprobs = sample_on_backend(logits, *params, uniform)
+    tokens, logprobs = sampler(logits, generator=generator)
     return (tokens, logprobs) if return_logprobs else tokens
-
-
-def sample_on_backend(logits, temperature, top_k, top_p, min_p, uniform):
-    """``sample``'s kernel dispatch on checked inputs: contiguous [B >= 1, V] logits and
-    normalised [B] parameters (see ``reference.py``). Returns (tokens, logprobs)."""
-    backend = _backend_for(logits)
-    if backend == "reference":
-        return sample_reference(logits, temperature, top_k, top_p, min_p, uniform)
-    if backend == "triton":
-        from mta_kernels.sampling.triton_kernels import sample_triton
-
-        return sample_triton(logits, temperature, top_k, top_p, min_p, uniform)
-    return torch.ops.mta.sample(logits, temperature, top_k, top_p, min_p, uniform)
