@@ -13,7 +13,7 @@ from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braki
 from mta_kernels.logprobs import linear_token_logprobs, token_logprobs
 from mta_kernels.mixing import mix_and_sample, mix_logits, wsd_switch_point
 from mta_kernels.rl import group_advantages, pass_at_k, policy_loss
-from mta_kernels.sampling import filter_logits, sample
+from mta_kernels.sampling import Sampler, filter_logits, sample
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "BrakingConfig",
     "BrakingState",
     "MarkerTables",
+    "Sampler",
     "braking_step",
     "available_backends",
     "extension_error",
