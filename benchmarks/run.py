@@ -42,6 +42,7 @@ FAMILIES = {
     "braking": "benchmarks.bench_braking",
     "sbt": "benchmarks.bench_sbt",
     "mixing": "benchmarks.bench_mixing",
+    "overhead": "benchmarks.bench_overhead",
 }
 
 

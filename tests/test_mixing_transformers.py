@@ -369,7 +369,7 @@ def test_lazy_exports():
 
 @pytest.mark.smollm2
 def test_smollm2_cfg_with_chat_prompts_same_tokens_in_both_paths():
-    from mta.generation.prompts import encode_prompts
+    from mta.prompts import encode_prompts
     from mta.models import load_smollm2
 
     model, tok = load_smollm2()

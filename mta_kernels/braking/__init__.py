@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from mta_kernels import _backend
+from mta_kernels._backend import Op
 from mta_kernels._validation import check_float_2d, check_row_ints
 from mta_kernels.braking.reference import braking_step_reference
 from mta_kernels.braking.state import BRAKE_REASONS, DELIM_START, BrakingConfig, BrakingState
@@ -32,13 +32,11 @@ __all__ = [
     "braking_step_reference",
 ]
 
-_PREFERRED = {"cuda": ("cuda",), "cpu": ("cpp",)}
-_IMPLEMENTED = ("cuda", "cpp")
-
-
-@torch._dynamo.assume_constant_result
-def _backend_for(logits: torch.Tensor) -> str:
-    return _backend.select_backend(logits.device, _PREFERRED.get(logits.device.type, ()), _IMPLEMENTED)
+BRAKING_STEP = Op(
+    "braking_step",
+    {"reference": braking_step_reference, "cpp": "mta::braking_step", "cuda": "mta::braking_step"},
+    preferred={"cuda": ("cuda",), "cpu": ("cpp",)},
+)
 
 
 def _check(logits, last_tokens, state, tables, cfg):
@@ -109,7 +107,7 @@ def braking_step(
     params = cfg.normalised(B, logits.device)
     if B == 0:
         return logits
-    backend = _backend_for(logits)
+    backend = BRAKING_STEP.backend(logits.device)
     t = tables
     if backend == "reference":
         margin = None if cfg.end_think_margin is None else params[4]

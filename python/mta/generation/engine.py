@@ -25,91 +25,20 @@ stream), only the same distribution.
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable, Sequence
-from numbers import Integral
+from collections.abc import Sequence
 
 import torch
 
 from mta.generation.braking import braking_reports
-from mta.generation.params import sampling_params
-from mta.generation.prompts import encode_prompts, left_pad
+from mta.generation.plan import GenerationPlan, LogitsProcessor, make_plan
 from mta.generation.result import GenerationResult
+from mta.generation.sampler import DecodeSampler, PlainSampler, SamplerFactory
 from mta.generation.stops import StopChecker, trim_text
-from mta.mixing.generate import Mixing
+from mta.prompts import EncodedPrompts, left_pad
 from mta_kernels.braking.processors import BrakingLogitsProcessor
 
 __all__ = ["DecodeState", "GenerationResult", "generate"]
-
-LogitsProcessor = Callable[..., torch.Tensor]
-
-
-def _eos_ids(model, tokenizer, eos_token_id) -> list[int]:
-    if eos_token_id is None:
-        eos_token_id = getattr(model.generation_config, "eos_token_id", None)
-        if eos_token_id is None and tokenizer is not None:
-            eos_token_id = tokenizer.eos_token_id
-    if eos_token_id is None:
-        return []
-    ids = [eos_token_id] if isinstance(eos_token_id, Integral) else list(eos_token_id)
-    for i in ids:
-        if isinstance(i, bool) or not isinstance(i, Integral) or i < 0:
-            raise ValueError(f"eos_token_id must be an int >= 0 or a list of them, got {eos_token_id!r}")
-    return [int(i) for i in ids]
-
-
-def _pad_id(model, tokenizer, eos: list[int]) -> int:
-    for candidate in (
-        getattr(tokenizer, "pad_token_id", None),
-        getattr(model.generation_config, "pad_token_id", None),
-        getattr(model.config, "pad_token_id", None),
-    ):
-        if isinstance(candidate, Integral):
-            return int(candidate)
-    return eos[0] if eos else 0
-
-
-def _check_int(name: str, value: object, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
-
-
-def _stop_list(stop) -> list[str]:
-    if stop is None:
-        return []
-    stops = [stop] if isinstance(stop, str) else list(stop)
-    for s in stops:
-        if not isinstance(s, str) or not s:
-            raise ValueError(f"stop must be a non-empty str or a list of them, got {stop!r}")
-    return stops
-
-
-def _processor_callers(processors) -> list[Callable]:
-    """Each processor as ``call(input_ids, logits, state)``; ``state`` goes to those that ask for it."""
-    if processors is None:
-        return []
-    if callable(processors):
-        processors = [processors]
-    calls = []
-    for i, proc in enumerate(processors):
-        if not callable(proc):
-            raise TypeError(f"logits_processors[{i}] must be callable (input_ids, logits) -> logits")
-        with_state = getattr(proc, "call_with_state", None)
-        try:
-            wants_state = "state" in inspect.signature(proc).parameters
-        except (TypeError, ValueError):
-            wants_state = False
-        if callable(with_state):  # mta_kernels' processors: a two-argument __call__ for transformers
-            calls.append(lambda ids, logits, state, f=with_state: f(ids, logits, state))
-        elif wants_state:
-            calls.append(lambda ids, logits, state, proc=proc: proc(ids, logits, state=state))
-        else:
-            calls.append(lambda ids, logits, state, proc=proc: proc(ids, logits))
-    return calls
 
 
 class DecodeState:
@@ -168,7 +97,7 @@ def generate(
     stop_check_interval: int = 8,
     logits_processors: Sequence[LogitsProcessor] | None = None,
     braking: BrakingLogitsProcessor | None = None,
-    mixing: Mixing | None = None,
+    mixing: SamplerFactory | None = None,
     return_entropy: bool = False,
     chat_template: bool = False,
     add_special_tokens: bool | None = None,
@@ -264,82 +193,51 @@ def generate(
     ...                temperature=0.7, top_p=0.9, seed=0, max_new_tokens=32)  # doctest: +SKIP
     >>> out.texts[0], out.finish_reasons[0], len(out.logprobs[0])            # doctest: +SKIP
     """
-    n = _check_int("n", n, 1)
-    max_new_tokens = _check_int("max_new_tokens", max_new_tokens, 0)
-    stop_check_interval = _check_int("stop_check_interval", stop_check_interval, 1)
-    if cache not in ("auto", "static", "dynamic"):
-        raise ValueError(f"cache must be 'auto', 'static' or 'dynamic', got {cache!r}")
-    if compile and cache == "dynamic":
-        raise ValueError("compile=True needs cache='static' or 'auto' (a fixed-shape decode step)")
-    stops = _stop_list(stop)
-    if stops and tokenizer is None:
-        raise ValueError("stop strings need a tokenizer (tokenizer=None)")
-    processors = _processor_callers(logits_processors)
-    if braking is not None:
-        if not isinstance(braking, BrakingLogitsProcessor):
-            raise TypeError(f"braking must be a mta_kernels.braking.BrakingLogitsProcessor, got {type(braking).__name__}")
-        processors += _processor_callers([braking])
-    device = model.device
-    if generator is not None and seed is not None:
-        raise ValueError("pass generator or seed, not both")
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"generator is on {generator.device} but the model is on {device}")
-    if seed is not None:
-        generator = torch.Generator(device).manual_seed(_check_int("seed", seed, 0))
-    if mixing is not None and not isinstance(mixing, Mixing):
-        raise TypeError(f"mixing must be a mta.mixing.Mixing, got {type(mixing).__name__}")
-
-    vocab_size = getattr(model.config.get_text_config(), "vocab_size", None)
-    prompt_ids = encode_prompts(
-        prompts, tokenizer, chat_template=chat_template, add_special_tokens=add_special_tokens, vocab_size=vocab_size
+    plan = make_plan(
+        model, tokenizer, prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+        top_p=top_p, min_p=min_p, generator=generator, seed=seed, eos_token_id=eos_token_id, stop=stop,
+        stop_check_interval=stop_check_interval, logits_processors=logits_processors, braking=braking,
+        mixing=mixing, return_entropy=return_entropy, chat_template=chat_template,
+        add_special_tokens=add_special_tokens, cache=cache, compile=compile, progress=progress,
     )
-    P = len(prompt_ids)
-    params = sampling_params(P, n, device, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
-    eos = _eos_ids(model, tokenizer, eos_token_id)
-    pad_id = _pad_id(model, tokenizer, eos)
-    B = P * n
-    prompt_indices = [p for p in range(P) for _ in range(n)]
-    mixer = None
-    if mixing is not None:
-        mixer = mixing.start(model, tokenizer, prompt_ids, n=n, params=params, chat_template=chat_template,
-                             add_special_tokens=add_special_tokens)
+    sampler = _start_sampler(model, tokenizer, plan)
+    if plan.max_new_tokens == 0:
+        return _empty_result(plan)
+    return _decode(model, tokenizer, plan, sampler)
 
-    if max_new_tokens == 0:
-        return GenerationResult(
-            texts=[""] * B, token_ids=[[] for _ in range(B)], logprobs=[[] for _ in range(B)],
-            finish_reasons=["length"] * B, prompt_indices=prompt_indices, prompt_token_ids=prompt_ids,
-            entropies=[[] for _ in range(B)] if return_entropy else None, n=n,
-            braking=braking_reports(braking, [[] for _ in range(B)], set(eos)) if braking is not None else None,
-        )
 
-    return _decode(
-        model, tokenizer, prompt_ids, n=n, max_new_tokens=max_new_tokens, params=params, generator=generator,
-        eos=eos, pad_id=pad_id, stops=stops, stop_check_interval=stop_check_interval, processors=processors,
-        return_entropy=return_entropy, cache=cache, compile=compile, progress=progress, braking=braking,
-        mixer=mixer,
+def _start_sampler(model, tokenizer, plan: GenerationPlan) -> DecodeSampler:
+    """The plain fused sampler, or the one ``mixing`` starts (which checks its own prompts)."""
+    if plan.mixing is None:
+        return PlainSampler(plan.params, plan.batch_size, model.device)
+    return plan.mixing.start(model, tokenizer, plan.prompt_ids, n=plan.n, params=plan.params,
+                             chat_template=plan.chat_template, add_special_tokens=plan.add_special_tokens)
+
+
+def _empty_result(plan: GenerationPlan) -> GenerationResult:
+    B = plan.batch_size
+    return GenerationResult(
+        texts=[""] * B, token_ids=[[] for _ in range(B)], logprobs=[[] for _ in range(B)],
+        finish_reasons=["length"] * B, prompt_indices=plan.prompt_indices, prompt_token_ids=plan.prompt_ids,
+        entropies=[[] for _ in range(B)] if plan.return_entropy else None, n=plan.n,
+        braking=braking_reports(plan.braking, [[] for _ in range(B)], set(plan.eos)) if plan.braking else None,
     )
 
 
-def _decode(
-    model, tokenizer, prompt_ids, *, n, max_new_tokens, params, generator, eos, pad_id, stops,
-    stop_check_interval, processors, return_entropy, cache, compile, progress, braking=None, mixer=None,
-) -> GenerationResult:
-    from transformers import DynamicCache
-
-    device = model.device
-    cuda = device.type == "cuda"
-    enc = left_pad(prompt_ids, pad_id, device)
-    P, L = enc.input_ids.shape
-    B, T = P * n, max_new_tokens
-
-    use_static = cache == "static" or compile or (cache == "auto" and cuda)
+def _wants_static_cache(model, plan: GenerationPlan) -> bool:
+    use_static = plan.cache == "static" or plan.compile or (plan.cache == "auto" and model.device.type == "cuda")
     if use_static and not _supports_static_cache(model):
-        if cache == "static" or compile:
+        if plan.cache == "static" or plan.compile:
             raise ValueError(f"cache='static' / compile=True: {type(model).__name__} does not support a StaticCache")
         use_static = False
+    return use_static
 
-    # -- prefill: once per prompt, then repeat the rows for the n samples ------------------
-    t0 = time.perf_counter()
+
+def _prefill(model, enc: EncodedPrompts, n: int):
+    """One forward pass over the left-padded prompts; the cache and the last logits repeated
+    for the ``n`` samples of each prompt. Returns ``(DynamicCache, logits [P * n, V])``."""
+    from transformers import DynamicCache
+
     kv = DynamicCache(config=model.config)
     out = model(
         input_ids=enc.input_ids, attention_mask=enc.attention_mask, position_ids=enc.position_ids,
@@ -350,34 +248,90 @@ def _decode(
     if n > 1:
         kv.batch_repeat_interleave(n)
         logits = logits.repeat_interleave(n, dim=0)
-    if mixer is not None:
-        mixer.prefill(logits)  # the other models' prompts, each with its own cache
-    if use_static:
-        static = _static_from_dynamic(model, kv, L + T)
-        if static is None and (cache == "static" or compile):
-            raise ValueError(f"cache='static' / compile=True: {type(model).__name__} has sliding-window layers")
-        if static is not None:
-            kv = static
-        use_static = static is not None
+    return kv, logits
+
+
+def _decode_cache(model, kv, plan: GenerationPlan, max_cache_len: int, use_static: bool):
+    """The cache the loop decodes with: the prefill's ``DynamicCache``, or a ``StaticCache``
+    holding it (fixed shapes, so the step can be compiled). Returns ``(cache, is_static)``."""
+    if not use_static:
+        return kv, False
+    static = _static_from_dynamic(model, kv, max_cache_len)
+    if static is None and (plan.cache == "static" or plan.compile):
+        raise ValueError(f"cache='static' / compile=True: {type(model).__name__} has sliding-window layers")
+    return (static, True) if static is not None else (kv, False)
+
+
+class _Rows:
+    """The loop's per-row tensors, all on the device: nothing here is read by the host per step."""
+
+    def __init__(self, enc: EncodedPrompts, plan: GenerationPlan, device: torch.device):
+        n, T = plan.n, plan.max_new_tokens
+        P, L = enc.input_ids.shape
+        B = P * n
+        expand = (lambda t: t.repeat_interleave(n, dim=0)) if n > 1 else (lambda t: t)
+        self.seq = torch.full((B, L + T), plan.pad_id, dtype=torch.int64, device=device)
+        self.seq[:, :L] = expand(enc.input_ids)
+        self.mask = torch.ones((B, L + T), dtype=torch.int64, device=device)
+        self.mask[:, :L] = expand(enc.attention_mask)
+        self.prompt_lengths = expand(enc.attention_mask.sum(-1))
+        self.position = self.prompt_lengths.unsqueeze(1).clone()  # [B, 1]: position of the next token fed
+        self.logprobs = torch.zeros((B, T), dtype=torch.float32, device=device)
+        self.entropies = torch.zeros((B, T), dtype=torch.float32, device=device) if plan.return_entropy else None
+        self.lengths = torch.zeros(B, dtype=torch.int64, device=device)
+        self.finished = torch.zeros(B, dtype=torch.bool, device=device)
+        self.aborted = torch.zeros(B, dtype=torch.bool, device=device)
+        self.eos = torch.tensor(plan.eos, dtype=torch.int64, device=device) if plan.eos else None
+        self.state = DecodeState(0, L, self.prompt_lengths, torch.arange(P, device=device).repeat_interleave(n),
+                                 self.finished, n)
+
+    def record(self, step: int, tokens: torch.Tensor, logprobs: torch.Tensor, pad_id: int) -> torch.Tensor:
+        """Store this step's draws; finished rows get padding (fed to the model, as generate does)."""
+        L = self.state.prompt_width
+        got = tokens >= 0  # -1: no finite logit left
+        emit = got & ~self.finished
+        self.aborted |= ~got & ~self.finished
+        tokens = torch.where(emit, tokens, pad_id)
+        self.seq[:, L + step] = tokens
+        self.logprobs[:, step] = torch.where(emit, logprobs, 0.0)
+        self.lengths += emit
+        self.finished |= ~got
+        if self.eos is not None:
+            self.finished |= torch.isin(tokens, self.eos)
+        return tokens
+
+
+def _decode(model, tokenizer, plan: GenerationPlan, sampler: DecodeSampler) -> GenerationResult:
+    device = model.device
+    cuda = device.type == "cuda"
+    enc = left_pad(plan.prompt_ids, plan.pad_id, device)
+    L, T = enc.input_ids.shape[1], plan.max_new_tokens
+    use_static = _wants_static_cache(model, plan)
+
+    t0 = time.perf_counter()
+    kv, logits = _prefill(model, enc, plan.n)
+    sampler.prefill(logits)  # e.g. the mixing models' own prompts, each with its own cache
+    kv, use_static = _decode_cache(model, kv, plan, L + T, use_static)
     if cuda:
         torch.cuda.synchronize(device)  # for the prefill timing only (once per call)
     prefill_s = time.perf_counter() - t0
 
-    # -- device-side state of the loop ---------------------------------------------------------
-    expand = (lambda t: t.repeat_interleave(n, dim=0)) if n > 1 else (lambda t: t)
-    seq = torch.full((B, L + T), pad_id, dtype=torch.int64, device=device)
-    seq[:, :L] = expand(enc.input_ids)
-    mask = torch.ones((B, L + T), dtype=torch.int64, device=device)
-    mask[:, :L] = expand(enc.attention_mask)
-    prompt_lengths = expand(enc.attention_mask.sum(-1))
-    position = prompt_lengths.unsqueeze(1).clone()  # [B, 1]: position of the next token fed
-    logprobs = torch.zeros((B, T), dtype=torch.float32, device=device)
-    entropies = torch.zeros((B, T), dtype=torch.float32, device=device) if return_entropy else None
-    lengths = torch.zeros(B, dtype=torch.int64, device=device)
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
-    aborted = torch.zeros(B, dtype=torch.bool, device=device)
-    eos_t = torch.tensor(eos, dtype=torch.int64, device=device) if eos else None
-    state = DecodeState(0, L, prompt_lengths, torch.arange(P, device=device).repeat_interleave(n), finished, n)
+    rows = _Rows(enc, plan, device)
+    t1 = time.perf_counter()
+    steps, checker = _loop(model, tokenizer, plan, sampler, kv, use_static, rows, logits)
+    result = _collect(tokenizer, plan, rows, steps, checker, t1)
+    result.prefill_s = prefill_s
+    result.extras = {"cache": "static" if use_static else "dynamic", "compiled": bool(plan.compile)}
+    return result
+
+
+def _loop(model, tokenizer, plan: GenerationPlan, sampler: DecodeSampler, kv, use_static: bool, rows: _Rows,
+          logits: torch.Tensor) -> tuple[int, StopChecker | None]:
+    """The decode loop: one forward pass and one sampler call per step, host checks every
+    ``stop_check_interval`` steps. Returns the steps run and the stop checker."""
+    device = model.device
+    cuda = device.type == "cuda"
+    L, T = rows.state.prompt_width, plan.max_new_tokens
 
     def forward(tokens: torch.Tensor, position: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = model(
@@ -387,78 +341,77 @@ def _decode(
         return out.logits[:, -1, :]
 
     step_fn = forward
-    if compile:
+    if plan.compile:
         step_fn = torch.compile(forward, mode="reduce-overhead" if cuda else None, dynamic=False, fullgraph=False)
-    mark_step = torch.compiler.cudagraph_mark_step_begin if compile and cuda else (lambda: None)
+    mark_step = torch.compiler.cudagraph_mark_step_begin if plan.compile and cuda else (lambda: None)
 
-    checker = StopChecker(tokenizer, stops, B) if stops else None
+    checker = StopChecker(tokenizer, plan.stops, plan.batch_size) if plan.stops else None
     checked = 0  # steps whose tokens the stop checker has seen
-    finish_every = stop_check_interval if cuda else 1
-    sampler = params if mixer is None else mixer  # mixer: one fused mix_and_sample call
+    finish_every = plan.stop_check_interval if cuda else 1
+    to_fp32 = plan.wants_fp32_logits()
+    braking = plan.braking.call_with_state if plan.braking is not None else None
 
     def check_stops(upto: int) -> None:
         nonlocal checked
         if checker is None or upto == checked:
             return
-        chunk = seq[:, L + checked: L + upto].tolist()  # one transfer for the whole batch
-        hits = checker.update(chunk, lengths.tolist())
+        chunk = rows.seq[:, L + checked: L + upto].tolist()  # one transfer for the whole batch
+        hits = checker.update(chunk, rows.lengths.tolist())
         checked = upto
         if hits:
-            finished[torch.tensor(hits, device=device)] = True
+            rows.finished[torch.tensor(hits, device=device)] = True
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=T, desc="generate", unit="step", disable=not progress, leave=False)
-    t1 = time.perf_counter()
+    bar = tqdm(total=T, desc="generate", unit="step", disable=not plan.progress, leave=False)
     steps = 0
     for step in range(T):
-        logits = logits.float()
-        if entropies is not None:
-            entropies[:, step] = _entropy(logits)
-        if processors:
-            state.step = step
-            ids = seq[:, : L + step]
-            for proc in processors:
-                logits = proc(ids, logits, state)
-        tokens, lp = sampler.sample(logits, generator)
-        got = tokens >= 0  # -1: no finite logit left
-        emit = got & ~finished
-        aborted |= ~got & ~finished
-        tokens = torch.where(emit, tokens, pad_id)  # finished rows are fed padding, as generate does
-        seq[:, L + step] = tokens
-        logprobs[:, step] = torch.where(emit, lp, 0.0)
-        lengths += emit
-        finished |= ~got
-        if eos_t is not None:
-            finished |= torch.isin(tokens, eos_t)
+        if rows.entropies is not None:
+            rows.entropies[:, step] = _entropy(logits)
+        if plan.processors or braking is not None:
+            rows.state.step = step
+            ids = rows.seq[:, : L + step]
+            if to_fp32:  # user processors see fp32, as documented; the kernels read any dtype
+                logits = logits.float()
+            for proc in plan.processors:
+                logits = proc(ids, logits, rows.state)
+            if braking is not None:  # last, so the forced brake tokens reach the sampler untouched
+                logits = braking(ids, logits, rows.state)
+        tokens, lp = sampler.sample(logits, plan.generator)
+        tokens = rows.record(step, tokens, lp, plan.pad_id)
         steps = step + 1
         bar.update(1)
         if steps == T:
             break
-        if checker is not None and steps - checked >= stop_check_interval:
+        if checker is not None and steps - checked >= plan.stop_check_interval:
             check_stops(steps)
-        if steps % finish_every == 0 and bool(finished.all()):  # the host sync, every few steps
+        if steps % finish_every == 0 and bool(rows.finished.all()):  # the host sync, every few steps
             break
         mark_step()
-        logits = step_fn(tokens, position, mask if use_static else mask[:, : L + steps])
-        position += 1
-        if mixer is not None:
-            mixer.advance(tokens)
+        logits = step_fn(tokens, rows.position, rows.mask if use_static else rows.mask[:, : L + steps])
+        rows.position += 1
+        sampler.advance(tokens)
     check_stops(steps)
     bar.close()
+    return steps, checker
 
-    # -- back to the host, once ---------------------------------------------------------------
-    lens = lengths.tolist()
+
+def _collect(tokenizer, plan: GenerationPlan, rows: _Rows, steps: int, checker: StopChecker | None,
+             loop_start: float) -> GenerationResult:
+    """Back to the host, once: per-sample tokens, logprobs, finish reasons and texts. The
+    decode time runs from ``loop_start`` to the end of the transfers (texts excluded)."""
+    L, B = rows.state.prompt_width, plan.batch_size
+    lens = rows.lengths.tolist()
     if checker is not None:
         for row, cut in checker.cut.items():
             lens[row] = min(lens[row], cut)
-    gen = seq[:, L: L + steps].tolist()
-    lp_host = logprobs[:, :steps].tolist()
-    ent_host = entropies[:, :steps].tolist() if entropies is not None else None
-    aborted_host = aborted.tolist()
-    decode_s = time.perf_counter() - t1
+    gen = rows.seq[:, L: L + steps].tolist()
+    lp_host = rows.logprobs[:, :steps].tolist()
+    ent_host = rows.entropies[:, :steps].tolist() if rows.entropies is not None else None
+    aborted_host = rows.aborted.tolist()
+    decode_s = time.perf_counter() - loop_start
 
-    eos_set = set(eos)
+    eos_set = set(plan.eos)
     token_ids, reasons, texts = [], [], []
     for b in range(B):
         toks = gen[b][: lens[b]]
@@ -475,19 +428,17 @@ def _decode(
             texts.append("")
         else:
             text = tokenizer.decode(toks, skip_special_tokens=True)
-            texts.append(trim_text(text, stops) if reasons[-1] == "stop" else text)
+            texts.append(trim_text(text, plan.stops) if reasons[-1] == "stop" else text)
     return GenerationResult(
         texts=texts,
         token_ids=token_ids,
         logprobs=[lp_host[b][: lens[b]] for b in range(B)],
         finish_reasons=reasons,
-        prompt_indices=[p for p in range(P) for _ in range(n)],
-        prompt_token_ids=prompt_ids,
+        prompt_indices=plan.prompt_indices,
+        prompt_token_ids=plan.prompt_ids,
         entropies=[ent_host[b][: lens[b]] for b in range(B)] if ent_host is not None else None,
-        n=n,
-        prefill_s=prefill_s,
+        n=plan.n,
         decode_s=decode_s,
         steps=steps,
-        extras={"cache": "static" if use_static else "dynamic", "compiled": bool(compile)},
-        braking=braking_reports(braking, token_ids, eos_set) if braking is not None else None,
+        braking=braking_reports(plan.braking, token_ids, eos_set) if plan.braking is not None else None,
     )

@@ -15,7 +15,7 @@ from numbers import Integral
 import torch
 
 import mta_kernels as mk
-from mta.generation.prompts import encode_prompts
+from mta.prompts import encode_prompts
 from mta.mixing.lockstep import Lockstep, _vocab_size
 from mta_kernels.mixing.recipes import MixRecipe
 

@@ -13,7 +13,7 @@ from numbers import Integral
 
 import torch
 
-from mta.generation.prompts import left_pad
+from mta.prompts import left_pad
 
 __all__ = ["Lockstep"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from mta.generation.prompts import left_pad
+from mta.prompts import left_pad
 
 __all__ = ["ModelLogits"]
 
