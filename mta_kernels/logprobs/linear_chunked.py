@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from mta_kernels.logprobs.reference import (
-    logp_from_stats,
-    merge_tile_stats,
-    tile_grad_reference,
-    tile_stats_reference,
-)
+from mta_kernels.logprobs.autograd import finish_forward
+from mta_kernels.logprobs.reference import merge_tile_stats, tile_grad_reference, tile_stats_reference
 
 __all__ = ["default_chunks", "linear_token_logprobs_chunked", "reference_tiles", "triton_tiles"]
 
@@ -97,14 +93,9 @@ class _LinearTokenLogprobs(torch.autograd.Function):
             zt[n0:n1] = acc[2]
             if want_entropy:
                 ent[n0:n1] = acc[1]
-        logp = logp_from_stats(zt, lse, targets)
         ctx.save_for_backward(hidden, weight, bias, targets, lse, ent)
         ctx.config = (temperature, want_entropy, chunk, vchunk)
-        ctx.set_materialize_grads(False)
-        if want_entropy:
-            return logp, ent
-        ctx.mark_non_differentiable(zt)
-        return logp, zt  # second output unused
+        return finish_forward(ctx, zt, lse, ent, targets, want_entropy)
 
     @staticmethod
     def backward(ctx, g_logp, g_ent):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from mta_kernels.logprobs.reference import logp_from_stats
+from mta_kernels.logprobs.autograd import finish_forward
 
 __all__ = ["token_logprobs_triton"]
 
@@ -23,14 +23,9 @@ class _TokenLogprobsTriton(torch.autograd.Function):
         from mta_kernels.logprobs.triton_kernels import tile_stats_triton
 
         lse, ent, zt = tile_stats_triton(logits, targets, 0, temperature, want_entropy, block=block)
-        logp = logp_from_stats(zt, lse, targets)
         ctx.save_for_backward(logits, targets, lse, ent if want_entropy else lse)
         ctx.temperature, ctx.want_entropy, ctx.block = temperature, want_entropy, block
-        ctx.set_materialize_grads(False)
-        if want_entropy:
-            return logp, ent
-        ctx.mark_non_differentiable(zt)
-        return logp, zt  # second output unused
+        return finish_forward(ctx, zt, lse, ent, targets, want_entropy)
 
     @staticmethod
     def backward(ctx, g_logp, g_ent):
