@@ -3,9 +3,8 @@
 Three layers: this module (checks and dispatch) -> the autograd Functions, one module each
 (``token_triton.py``: ``token_logprobs`` on the Triton kernels; ``linear_chunked.py``: the
 chunk loop of the linear form, over either backend's tile functions; ``autograd.py``: what
-they share) and the Triton kernels
-in ``triton_kernels.py`` (CUDA) -> the torch reference in ``reference.py`` (the CPU path,
-the test oracle and the benchmark baseline).
+they share) and the Triton kernels in ``triton_kernels.py`` (CUDA) -> the torch reference
+in ``reference.py`` (the CPU path, the test oracle and the benchmark baseline).
 
 Ignored targets: ``targets == -100`` (``IGNORE_INDEX``, as verl / Hugging Face label
 padding) gives ``logp = 0`` and no gradient through ``logp``. The entropy of such a row is
