@@ -3,7 +3,7 @@
 What is timed: the overthink score (κ, η, score) of B long traces, per implementation and per
 input, with the same results (every implementation's scores are compared with the first's):
 
-* ``straightforward`` (:func:`mta.sbt.scoring.score_trace_reference`): what a user would
+* ``straightforward`` (:func:`mta.sbt.reference.score_trace_reference`): what a user would
   write from the rule — the tokenizer's ``__call__`` per trace, one regex per marker over the
   thinking (then the sentence rule on each occurrence), a sweep over the tokens for the
   marker tokens, and math-verify ``parse`` + ``verify`` on every number of every step until
@@ -102,8 +102,7 @@ def tokenizer():
 def long_traces(tok, n: int, target_tokens: int = TARGET_TOKENS) -> list[tuple[str, str]]:
     """``n`` deterministic ``(trace, gold)`` pairs of about ``target_tokens`` thinking tokens
     or more (samples are added until their token counts, each counted alone, reach it)."""
-    from mta.sbt import SAMPLE_TRACES, split_trace
-    from mta.sbt.scoring import AnswerChecker, TraceError, batch_token_offsets
+    from mta.sbt import SAMPLE_TRACES, AnswerChecker, TraceError, batch_token_offsets, split_trace
 
     samples = []
     for line in SAMPLE_TRACES.read_text().splitlines():
@@ -133,19 +132,19 @@ def long_traces(tok, n: int, target_tokens: int = TARGET_TOKENS) -> list[tuple[s
 
 
 def _clear_caches() -> None:
-    from mta.sbt import scoring
+    from mta.sbt import answers
 
-    scoring._mv_parse.cache_clear()
-    scoring._mv_verify.cache_clear()
+    answers._mv_parse.cache_clear()
+    answers._mv_verify.cache_clear()
 
 
 def _mv_calls(traces, golds, offsets) -> int:
     """math-verify parses the fast path makes on these traces with cold caches."""
-    from mta.sbt import scoring
+    from mta.sbt import answers, score_traces
 
     _clear_caches()
-    scoring.score_traces(traces, golds, offsets=offsets)
-    return scoring._mv_parse.cache_info().misses
+    score_traces(traces, golds, offsets=offsets)
+    return answers._mv_parse.cache_info().misses
 
 
 def implementations(tok, traces, golds, offsets, pools: dict):
@@ -153,7 +152,7 @@ def implementations(tok, traces, golds, offsets, pools: dict):
     ``input`` is what it starts from ("tokenizer", "offsets" lists, "offsets arrays")."""
     import numpy as np
 
-    from mta.sbt.scoring import score_trace, score_trace_reference, score_traces
+    from mta.sbt import score_trace, score_trace_reference, score_traces
 
     pairs = list(zip(traces, golds))
     arrays = [np.asarray(o, dtype=np.int32).reshape(-1, 2) for o in offsets]
@@ -197,7 +196,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
     this time), the mean thinking tokens and steps, and ``mv_calls`` (math-verify parses the
     fast path makes).
     """
-    from mta.sbt.scoring import batch_token_offsets, split_trace
+    from mta.sbt import batch_token_offsets, split_trace
 
     tok, tok_name = tokenizer()
     rows = []

@@ -3,16 +3,12 @@ implementations it times agree with each other."""
 
 import contextlib
 import dataclasses
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import mta_kernels as mk  # noqa: E402
-from benchmarks import bench_mixing, harness, run  # noqa: E402
+import mta_kernels as mk
+from benchmarks import bench_mixing, harness, run
 
 
 @pytest.fixture

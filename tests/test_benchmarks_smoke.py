@@ -1,12 +1,8 @@
 """The benchmark runner end to end on tiny shapes: JSON, markdown and PNG come out."""
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import bench_braking, bench_sampling, bench_sbt, run  # noqa: E402
+from benchmarks import bench_braking, bench_sampling, bench_sbt, run
 
 
 def test_runner_writes_json_markdown_and_plot(tmp_path, monkeypatch):

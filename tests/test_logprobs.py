@@ -6,8 +6,9 @@ import torch
 
 import mta_kernels.logprobs as lp
 from conftest import DEVICE
-from mta_kernels.logprobs import _linear_token_logprobs, _token_logprobs_triton
+from mta_kernels.logprobs.linear_chunked import linear_token_logprobs_chunked
 from mta_kernels.logprobs.reference import linear_token_logprobs_reference, token_logprobs_reference
+from mta_kernels.logprobs.token_triton import token_logprobs_triton
 
 BACKENDS = ["reference", "triton"]  # triton runs interpreted on CPU
 # Under the interpreter, a small block gives several ragged tiles per row (V = 301 = 4*64 + 45).
@@ -28,7 +29,7 @@ def make_inputs(n=N, v=V, *, scale=3.0, dtype=torch.float32, seed=0, ignore=True
 
 def run_token(backend, logits, targets, temperature, entropy):
     if backend == "triton":
-        return _token_logprobs_triton(logits, targets, temperature, entropy, block=BLOCK)
+        return token_logprobs_triton(logits, targets, temperature, entropy, block=BLOCK)
     return token_logprobs_reference(logits, targets, temperature=temperature, return_entropy=entropy)
 
 
@@ -184,9 +185,8 @@ def linear_case(dtype=torch.float32, seed=1, bias=True):
 
 
 def run_linear(backend, hidden, weight, bias, targets, temperature, entropy, chunk, vchunk):
-    return _linear_token_logprobs(
-        hidden, weight, bias, targets, temperature, entropy, chunk, vchunk, backend, block=BLOCK
-    )
+    tiles = lp.LINEAR_TOKEN_LOGPROBS.fn(backend)(BLOCK)
+    return linear_token_logprobs_chunked(hidden, weight, bias, targets, temperature, entropy, chunk, vchunk, tiles)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -277,13 +277,13 @@ def test_linear_frozen_weight_and_no_grad():
 
 
 def test_default_chunks_bound_memory():
-    from mta_kernels.logprobs import _default_chunks
+    from mta_kernels.logprobs.linear_chunked import default_chunks
 
-    chunk, vchunk = _default_chunks(16384, 151936, torch.bfloat16, torch.device("cuda"))
+    chunk, vchunk = default_chunks(16384, 151936, torch.bfloat16, torch.device("cuda"))
     assert vchunk == 151936 and chunk * 151936 * 2 <= 256 * 2**20 and chunk >= 256
-    chunk, vchunk = _default_chunks(4096, 49152, torch.float32, torch.device("cpu"))
+    chunk, vchunk = default_chunks(4096, 49152, torch.float32, torch.device("cpu"))
     assert chunk * 49152 * 4 <= 256 * 2**20 and chunk >= 1024
-    chunk, vchunk = _default_chunks(64, 2**30, torch.float32, torch.device("cpu"))  # V alone too big
+    chunk, vchunk = default_chunks(64, 2**30, torch.float32, torch.device("cpu"))  # V alone too big
     assert chunk == 16 and vchunk * 16 * 4 <= 256 * 2**20
 
 

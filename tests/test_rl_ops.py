@@ -524,10 +524,6 @@ def test_pass_at_k_bad_input(n, c, k, error, match):
 
 
 def test_bench_rl_rows_markdown_and_plot(tmp_path, monkeypatch):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks import bench_rl, harness
 
     monkeypatch.setattr(bench_rl, "QUICK_SHAPES", ((2, 64),))

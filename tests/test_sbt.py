@@ -179,8 +179,8 @@ import random  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mta.sbt import batch_token_offsets, score_trace_reference, score_traces  # noqa: E402
+from mta.sbt import answers, tokens  # noqa: E402
 from mta.sbt import markers as mk  # noqa: E402
-from mta.sbt import scoring  # noqa: E402
 
 
 def _outcome(fn):
@@ -331,8 +331,8 @@ def test_answer_scan_equals_checking_every_step():
             assert c.correct_steps(text, steps, None) == every, (c.gold, text)
             assert c.correct_steps(text, steps, 1) == every[:1]
             num, den = c.value.numerator, c.value.denominator
-            for m in scoring._NUM.finditer(text):
-                assert scoring._value_is(m, text, num, den) == (scoring._fraction(m, text) == c.value)
+            for m in answers.NUMBER.finditer(text):
+                assert answers._value_is(m, text, num, den) == (answers.number_value(m, text) == c.value)
 
 
 def test_gold_literal_needs_no_math_verify():
@@ -343,8 +343,8 @@ def test_gold_literal_needs_no_math_verify():
     literals += [str(rng.randrange(10 ** rng.randint(1, 12))) for _ in range(40)]
     literals += [f"{rng.randrange(1000)}.{rng.randrange(1000):03d}" for _ in range(20)]
     for lit in literals:
-        assert scoring._PLAIN_LITERAL.fullmatch(lit)
-        assert scoring._mv_parse(lit) and scoring._mv_verify(lit, lit), lit
+        assert answers._PLAIN_LITERAL.fullmatch(lit)
+        assert answers._mv_parse(lit) and answers._mv_verify(lit, lit), lit
 
 
 def test_count_tokens_lists_and_arrays(tok):
@@ -352,11 +352,11 @@ def test_count_tokens_lists_and_arrays(tok):
         thinking = split_trace(t).thinking
         offs = tok.backend_tokenizer.encode(thinking, add_special_tokens=False).offsets
         spans = marker_spans(thinking)
-        n = len(scoring._covered_token_starts(offs, spans))
-        assert scoring._count_covered_tokens(offs, spans) == n
-        assert scoring._count_covered_tokens(np.asarray(offs, dtype=np.int64).reshape(-1, 2), spans) == n
-    assert scoring._count_covered_tokens(np.zeros((0, 2), dtype=np.int32), [(0, 3)]) == 0
-    assert scoring._count_covered_tokens([(0, 2), (2, 2), (2, 5), (5, 9)], [(2, 3), (8, 12)]) == 2
+        n = len(tokens.covered_token_starts(offs, spans))
+        assert tokens.count_covered_tokens(offs, spans) == n
+        assert tokens.count_covered_tokens(np.asarray(offs, dtype=np.int64).reshape(-1, 2), spans) == n
+    assert tokens.count_covered_tokens(np.zeros((0, 2), dtype=np.int32), [(0, 3)]) == 0
+    assert tokens.count_covered_tokens([(0, 2), (2, 2), (2, 5), (5, 9)], [(2, 3), (8, 12)]) == 2
 
 
 def test_score_jsonl_in_batches(tok, tmp_path, monkeypatch):

@@ -5,7 +5,8 @@ the test oracle and the benchmark baseline (logits -> log_softmax -> gather, as 
 ``logprobs_from_logits`` and TRL's ``selective_log_softmax``). ``tile_stats_reference`` and
 ``tile_grad_reference`` are the torch bodies of the two Triton kernels on one tile of a
 row block (columns ``[v0, v0 + Vt)`` of the vocabulary); ``linear_token_logprobs`` runs them
-per chunk on CPU.
+per chunk on CPU. ``merge_tile_stats`` and ``logp_from_stats`` turn tile stats into row
+results for every backend.
 
 All math is in fp32 whatever the logits dtype; ``z = logits / temperature``.
 """
@@ -21,6 +22,7 @@ __all__ = [
     "tile_stats_reference",
     "tile_grad_reference",
     "merge_tile_stats",
+    "logp_from_stats",
 ]
 
 IGNORE_INDEX = -100
@@ -103,6 +105,12 @@ def merge_tile_stats(lse_a, ent_a, lse_b, ent_b):
     la, lb = lse_a - lse, lse_b - lse
     ent = la.exp() * (ent_a - la) + lb.exp() * (ent_b - lb)
     return lse, ent
+
+
+def logp_from_stats(zt: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log p`` of the target from the merged row stats: ``z_target - lse``, 0 on ignored
+    rows (any negative target; a traced caller skips the range check)."""
+    return torch.where(targets >= 0, zt - lse, torch.zeros_like(lse))
 
 
 def tile_grad_reference(

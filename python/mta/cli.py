@@ -12,65 +12,48 @@ Every command takes ``--help``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata
 import importlib.util
 import platform
+import subprocess
 import sys
 import traceback
 from pathlib import Path
 
 __all__ = ["main"]
 
-_BENCH_MISSING = (
-    "mta: the benchmark runner (benchmarks/run.py) is not importable. It lives in the source "
-    "checkout, not in the installed package: run from the repository root, or put the "
-    "checkout on PYTHONPATH."
-)
+_RUNNER = Path("benchmarks") / "run.py"
 
 
-def _candidate_roots() -> list[Path]:
-    """Source-checkout roots that may hold ``benchmarks/``: cwd, beside mta_kernels, above mta."""
-    roots = [Path.cwd()]
+def _runner_candidates() -> list[Path]:
+    """Where the benchmark runner may be, in order: the source checkout holding the
+    ``mta_kernels`` this Python imports, the one holding this ``mta``, the current directory."""
+    roots = []
     spec = importlib.util.find_spec("mta_kernels")
     if spec is not None and spec.origin:
-        roots.append(Path(spec.origin).resolve().parents[1])
+        roots.append(Path(spec.origin).resolve().parents[1])  # <root>/mta_kernels/__init__.py
     roots.append(Path(__file__).resolve().parents[2])  # <root>/python/mta/cli.py
-    return roots
-
-
-def _bench_main():
-    """``benchmarks.run.main``, or None (after saying why) when the runner is not there."""
-    try:
-        return importlib.import_module("benchmarks.run").main
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("benchmarks", "benchmarks.run"):
-            raise
-    for root in _candidate_roots():
-        if (root / "benchmarks" / "run.py").is_file():
-            sys.path.insert(0, str(root))
-            sys.modules.pop("benchmarks", None)  # forget a failed lookup or a foreign package
-            try:
-                return importlib.import_module("benchmarks.run").main
-            except ModuleNotFoundError as exc:
-                if exc.name not in ("benchmarks", "benchmarks.run"):
-                    raise
-    print(_BENCH_MISSING, file=sys.stderr)
-    return None
+    roots.append(Path.cwd())
+    return [root / _RUNNER for root in dict.fromkeys(roots)]
 
 
 def _run_bench(argv: list[str]) -> int:
-    run = _bench_main()
-    if run is None:
+    """Run ``benchmarks/run.py`` with ``argv`` in a child Python; return its exit status.
+
+    The runner and its families live in the source checkout, not in the installed package,
+    so they run as a script (which puts its checkout on its own path), never imported here.
+    """
+    candidates = _runner_candidates()
+    runner = next((path for path in candidates if path.is_file()), None)
+    if runner is None:
+        tried = "\n".join(f"  {path}" for path in candidates)
+        print("mta bench: the benchmark runner (benchmarks/run.py) is not here; it lives in the "
+              f"source checkout, not in the installed package. Looked at:\n{tried}\n"
+              "Run from a source checkout, or `python benchmarks/run.py` there.", file=sys.stderr)
         return 2
-    prog, sys.argv[0] = sys.argv[0], "mta bench"  # the runner's argparse names itself from argv[0]
-    try:
-        run(argv)
-    except SystemExit as exc:  # argparse --help / usage errors inside the runner
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv[0] = prog
-    return 0
+    sys.stdout.flush()  # the child writes to the same stdout: keep our lines before its own
+    status = subprocess.call([sys.executable, str(runner), *argv])
+    return 128 - status if status < 0 else status  # killed by signal N: 128 + N, as a shell says
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -84,10 +67,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"== sampling benchmark (benchmarks/run.py {' '.join(bench_argv)}) ==", flush=True)
         try:
             status = _run_bench(bench_argv)
-        except Exception:  # keep going: the decode demo does not depend on the benchmark
+        except OSError:  # the child could not start; the decode demo does not depend on it
             traceback.print_exc()
-            print("mta demo: the benchmark failed (traceback above); continuing with the decode demo", file=sys.stderr)
             status = 1
+        if status:
+            print(f"mta demo: the benchmark failed (exit status {status}, output above); "
+                  "continuing with the decode demo", file=sys.stderr)
         print(flush=True)
     print("== decode demo: SmolLM2-135M-Instruct, KV-cached loop, mk.sample per row ==", flush=True)
     status = decode_demo.run_from_args(args) or status

@@ -6,16 +6,23 @@
 
 CLI: ``mta sbt score IN.jsonl`` and ``mta sbt build IN.jsonl OUT.jsonl --method sbt-e``.
 Sample traces: ``mta.sbt.SAMPLE_TRACES`` (``data/sample_traces.jsonl``).
+
+Modules: ``traces`` (``<think>`` parsing, steps), ``markers``, ``answers`` (math-verify
+answer checks), ``tokens`` (token offsets), ``scoring`` (κ, η, score; one trace or a
+batch), ``reference`` (the straightforward scorer), ``build`` (SBT-E / SBT-D examples),
+``pipeline`` (JSONL in and out), ``cli``.
 """
 
 from pathlib import Path
 
+from mta.sbt.answers import AnswerChecker
 from mta.sbt.build import D_PHRASE, E_PHRASE, Example, build_example, build_sbt_d, build_sbt_e, token_mask
 from mta.sbt.markers import SBT_MARKERS, find_markers, marker_spans, merge_spans
 from mta.sbt.pipeline import Summary, load_tokenizer, run_jsonl, skipped_path
-from mta.sbt.scoring import (BETA, TAU1, TAU2, AnswerChecker, Trace, TraceError, TraceScore,
-                             batch_token_offsets, score_trace, score_trace_reference, score_traces,
-                             split_steps, split_trace, token_offsets)
+from mta.sbt.reference import score_trace_reference
+from mta.sbt.scoring import BETA, TAU1, TAU2, TraceScore, score_trace, score_traces
+from mta.sbt.tokens import batch_token_offsets, token_offsets
+from mta.sbt.traces import Trace, TraceError, split_steps, split_trace
 
 SAMPLE_TRACES = Path(__file__).parent / "data" / "sample_traces.jsonl"
 

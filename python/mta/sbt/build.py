@@ -17,7 +17,9 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from mta.sbt.markers import SBT_MARKERS
-from mta.sbt.scoring import BETA, TAU1, TAU2, TraceError, _analyse, prefix_scores, token_offsets
+from mta.sbt.scoring import BETA, TAU1, analyse_trace, prefix_scores
+from mta.sbt.tokens import token_offsets
+from mta.sbt.traces import TraceError
 
 __all__ = ["E_PHRASE", "D_PHRASE", "Example", "build_sbt_e", "build_sbt_d", "build_example", "token_mask"]
 
@@ -95,8 +97,8 @@ def build_example(trace: str, gold, method: str, tokenizer=None, *, masked_steps
         raise ValueError(f"tau1/tau2 must satisfy 0 <= tau1 <= tau2, got {tau1}, {tau2}")
     if tokenizer is None:
         raise ValueError("tokenizer: a tokenizer is needed to count tokens")
-    a = _analyse(trace, gold, tokenizer, anchor=anchor, markers=markers,
-                 want_correct=2 if method == "sbt-e" else 1)
+    a = analyse_trace(trace, gold, tokenizer, anchor=anchor, markers=markers,
+                      want_correct=2 if method == "sbt-e" else 1)
     if not a.correct_steps:
         raise TraceError("never correct")
     t = a.trace

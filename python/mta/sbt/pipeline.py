@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 from mta.sbt.build import build_example, token_mask
-from mta.sbt.scoring import TraceError, score_traces, split_trace, token_offsets
+from mta.sbt.scoring import score_traces
+from mta.sbt.traces import TraceError
 
 __all__ = ["skipped_path", "run_jsonl", "load_tokenizer", "Summary"]
 
