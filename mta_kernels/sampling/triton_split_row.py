@@ -36,8 +36,8 @@ row is cut into chunks of ``chunk`` tokens and one call takes two launches (thre
 3. ``filter`` writes the filtered row with a third launch, grid (B, chunks), from the
    per-row cut (for candidate rows an exact key: the smallest kept candidate's).
 
-The two phases talk through one :class:`Workspace` buffer, whose layout is described
-there. The mixing kernels reuse both phases: their chunk kernel writes the mixture and
+The two phases talk through one :class:`Workspace` buffer (its layout is described in
+``triton_split_row_workspace.py``). The mixing kernels reuse both phases: their chunk kernel writes the mixture and
 calls :func:`summarise_chunk` on it, then :func:`merge_and_sample` finishes each row.
 
 Tokens and logprobs equal the one-program kernel's and the reference's up to float
@@ -303,8 +303,9 @@ def _merged_cut(
 def _draw_by_chunks(
     logits_ptr, ws_f, row, B, V, n_chunks, CHUNK_LEN, t, m, u, CHUNKS_BLOCK: tl.constexpr, BLOCK: tl.constexpr
 ):
-    """``inverse_cdf_draw`` over a row that keeps every finite token, reading one chunk: the chunk
-    masses give the CDF at chunk ends, so the chunk holding ``u * Z`` is known up front."""
+    """``inverse_cdf_draw`` over a row that keeps every finite token, reading one chunk:
+    the chunk masses give the CDF at chunk ends, so the chunk holding ``u * Z`` is known
+    up front."""
     chunks = tl.arange(0, CHUNKS_BLOCK)
     inside = chunks < n_chunks
     chunk_max = tl.load(stat_ptr(ws_f, row, chunks, B, n_chunks, PLANE_MAX), mask=inside, other=float("-inf"))
@@ -313,8 +314,8 @@ def _draw_by_chunks(
     total = tl.sum(chunk_w, axis=0)
     target = u * total
     cdf = tl.cumsum(chunk_w, axis=0)
-    # As in inverse_cdf_draw: count the chunks whose running mass is still <= target; rounding past the
-    # end lands on the last chunk with a finite token.
+    # As in inverse_cdf_draw: count the chunks whose running mass is still <= target;
+    # rounding past the end lands on the last chunk with a finite token.
     chunk = tl.sum(((cdf <= target) & inside).to(tl.int32), axis=0)
     chunk = tl.minimum(chunk, tl.max(tl.where(chunk_max > float("-inf"), chunks, -1), axis=0))
     running = tl.sum(tl.where(chunks == chunk - 1, cdf, 0.0), axis=0)
