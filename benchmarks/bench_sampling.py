@@ -10,7 +10,7 @@ Logits are standard normal (seeded). The sort-based baselines cost the same what
 values; a fused kernel's cost may depend on how peaked the distribution is.
 
 Where ``mk.sample`` takes the split-row Triton path (small B, see
-``mta_kernels.sampling.triton_split_row.prefers_split_row``), one more row times the
+``mta_kernels.sampling.triton_kernels.prefers_split_row``), one more row times the
 one-program-per-row kernel on the same shape, so the table shows what the split buys.
 """
 
@@ -84,13 +84,16 @@ def implementations(
         for backend in mk.available_backends(logits.device)
     ]
     if "triton" in mk.available_backends(logits.device):
-        from mta_kernels.sampling import triton_split_row
+        from mta_kernels.sampling.triton_kernels import prefers_split_row, sample_triton
 
-        if triton_split_row.prefers_split_row(case.B, case.V, logits.device):
+        if prefers_split_row(case.B, case.V, logits.device):
 
             def one_program() -> object:
-                with triton_split_row.forced_split_row(False):
-                    return mk.sample(logits, **p, generator=generator)
+                # mk.sample's per-call work (checked rows, one uniform per row), then the
+                # Triton sampler told not to split.
+                sampler = mk.Sampler(case.B, logits.device, **p)
+                uniform = torch.rand(case.B, generator=generator, device=logits.device)
+                return sample_triton(logits, *sampler.params, uniform, split=False)
 
             impls.append((ONE_PROGRAM, "triton", one_program))
 

@@ -2,54 +2,43 @@
 
 As in test_triton_compile.py: the interpreter checks the kernels' logic but accepts code the
 real compiler rejects, so every constexpr variant the dispatcher can launch is compiled
-ahead of time (Triton ships ptxas), for each logits dtype. One subprocess per target,
-because this test session imported the kernels interpreted.
+ahead of time (Triton ships ptxas), for each logits dtype. Signatures come from
+triton_aot.py; one subprocess per target, because this test session imported the kernels
+interpreted.
 """
-
-import os
-import subprocess
-import sys
 
 import pytest
+import torch
 
-COMPILE = """
-import sys, triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from mta_kernels.logprobs import triton_kernels as tk
+from triton_aot import compile_for_gpu, run_without_interpreter
 
-capability = int(sys.argv[1])
-target = GPUTarget("cuda", capability, 32)
-count = 0
 
-def build(fn, signature, constexprs):
-    global count
-    signature = signature | {name: "constexpr" for name in constexprs}
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs),
-                              target=target, options={"num_warps": tk._NUM_WARPS})
-    assert len(compiled.asm["cubin"]) > 0 and f"sm_{capability}" in compiled.asm["ptx"]
-    count += 1
+def compile_logprobs(capability: str) -> None:
+    """Compile every variant of both kernels for every logits and target dtype (run without
+    the interpreter)."""
+    from mta_kernels.logprobs import triton_kernels as tk
 
-for dtype in ("fp32", "bf16", "fp16"):
-    for tgt in ("i64", "i32"):
-        for entropy in (False, True):
-            build(tk._stats_kernel,
-                  {"x_ptr": "*" + dtype, "stride_x": "i32", "tgt_ptr": "*" + tgt, "lse_ptr": "*fp32",
-                   "ent_ptr": "*fp32", "zt_ptr": "*fp32", "Vt": "i32", "v0": "i32", "T": "fp32"},
-                  {"ENTROPY": entropy, "BLOCK": tk._BLOCK})
-        for has_logp, has_ent in ((True, False), (False, True), (True, True)):
-            build(tk._grad_kernel,
-                  {"x_ptr": "*" + dtype, "stride_x": "i32", "dx_ptr": "*" + dtype, "stride_dx": "i32",
-                   "tgt_ptr": "*" + tgt, "lse_ptr": "*fp32", "ent_ptr": "*fp32", "glp_ptr": "*fp32",
-                   "gent_ptr": "*fp32", "Vt": "i32", "v0": "i32", "T": "fp32"},
-                  {"HAS_LOGP": has_logp, "HAS_ENT": has_ent, "BLOCK": tk._BLOCK})
-print("compiled", count, capability)
-"""
+    count = 0
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for targets in (torch.int64, torch.int32):
+            # A tile of logits [n, Vt] with row stride 151936 from column v0, at temperature T.
+            examples = {
+                "x_ptr": dtype, "stride_x": 151936, "dx_ptr": dtype, "stride_dx": 151936, "tgt_ptr": targets,
+                "lse_ptr": torch.float32, "ent_ptr": torch.float32, "zt_ptr": torch.float32,
+                "glp_ptr": torch.float32, "gent_ptr": torch.float32, "Vt": 4096, "v0": 8192, "T": 0.7,
+            }
+            for entropy in (False, True):
+                constexprs = {"ENTROPY": entropy, "BLOCK": tk._BLOCK}
+                compile_for_gpu(tk._stats_kernel, examples, constexprs, int(capability), tk._NUM_WARPS)
+                count += 1
+            for has_logp, has_ent in ((True, False), (False, True), (True, True)):
+                constexprs = {"HAS_LOGP": has_logp, "HAS_ENT": has_ent, "BLOCK": tk._BLOCK}
+                compile_for_gpu(tk._grad_kernel, examples, constexprs, int(capability), tk._NUM_WARPS)
+                count += 1
+    print("compiled", count, capability)
 
 
 @pytest.mark.parametrize("capability", [80, 90])
 def test_logprobs_kernels_compile_for_gpu(capability):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", COMPILE, str(capability)], env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"compiled 30 {capability}" in proc.stdout
+    out = run_without_interpreter("test_logprobs_compile:compile_logprobs", capability)
+    assert f"compiled 30 {capability}" in out

@@ -54,7 +54,7 @@ def check(inputs, top_k=0, top_p=1.0, min_p=0.0, *, top_k_hint=None, seed=0):
     B = inputs.batch
     params = row_params(B, top_k, top_p, min_p)
     uniform = torch.rand(B, generator=torch.Generator(DEVICE).manual_seed(seed), device=DEVICE)
-    tokens, logprobs, mixed, ws, n_chunks, k_max = mt.run_mix_and_sample_triton(
+    tokens, logprobs, mixed, ws = mt.run_mix_and_sample_triton(
         inputs, *params, uniform, top_k_hint=top_k_hint, chunk=CHUNK, block=CHUNK
     )
     ref_tokens, ref_logprobs = mix_and_sample_reference(
@@ -65,7 +65,7 @@ def check(inputs, top_k=0, top_p=1.0, min_p=0.0, *, top_k_hint=None, seed=0):
     # The stored mixture is the normalize=False one: the sampler never needs the normalisers.
     shifted = mix_logits_reference(inputs.logits, inputs.weights, False, inputs.temperature, inputs.plausibility)
     torch.testing.assert_close(mixed, shifted, rtol=1e-5, atol=1e-5)
-    return split_row.rows_served(ws, B, n_chunks, k_max).cpu()
+    return ws.rows_served().cpu()
 
 
 @pytest.mark.parametrize("normalize", [True, False])

@@ -13,6 +13,7 @@ import torch
 import mta_kernels as mk
 from conftest import DEVICE
 from mta_kernels.sampling import filter_logits_reference, sample_reference
+from mta_kernels.sampling import triton_kernels as dispatch
 from mta_kernels.sampling import triton_split_row as split_row
 from mta_kernels.sampling.triton_kernels import sample_triton
 from mta_kernels.sampling.triton_split_row import BY_CHUNKS, FULL_ROW
@@ -50,21 +51,19 @@ def check_split(logits, params, *, seed=0, block=BLOCK):
     """Split-row sample and filter equal the reference; returns (tokens, rows_served)."""
     B = logits.shape[0]
     uniform = uniforms(B, seed)
-    tokens, logprobs, ws, n_chunks = split_row.run_sample_split_row(
-        logits, *params, uniform, chunk=CHUNK, block=block
-    )
+    tokens, logprobs, ws = split_row.run_sample_split_row(logits, *params, uniform, chunk=CHUNK, block=block)
     ref_tokens, ref_logprobs = sample_reference(logits, *params, uniform)
     assert torch.equal(tokens, ref_tokens)
     torch.testing.assert_close(logprobs, ref_logprobs, rtol=1e-5, atol=1e-5)
-    served = split_row.rows_served(ws, B, n_chunks)
+    served = ws.rows_served()
 
-    out, ws, n_chunks = split_row.run_filter_logits_split_row(logits, *params, chunk=CHUNK, block=block)
+    out, ws = split_row.run_filter_logits_split_row(logits, *params, chunk=CHUNK, block=block)
     ref = filter_logits_reference(logits, *params)
     kept = torch.isfinite(ref)
     assert torch.equal(torch.isfinite(out), kept)
     torch.testing.assert_close(out[kept], ref[kept])
     # filter draws nothing: rows with nothing to cut are "cut" on the full row at no cost
-    assert torch.equal(split_row.rows_served(ws, B, n_chunks), served.clamp_min(FULL_ROW))
+    assert torch.equal(ws.rows_served(), served.clamp_min(FULL_ROW))
     return tokens, served
 
 
@@ -132,8 +131,8 @@ def test_ties_at_the_kth_value():
     _, rows = check_split(logits, params)
     assert rows.tolist() == [k, FULL_ROW]
 
-    _, _, ws, n_chunks = split_row.run_sample_split_row(logits, *params, uniforms(B), chunk=CHUNK, block=BLOCK)
-    counts = split_row.chunk_counts(ws, B, n_chunks)
+    _, _, ws = split_row.run_sample_split_row(logits, *params, uniforms(B), chunk=CHUNK, block=BLOCK)
+    counts = ws.chunk_counts()
     assert k < counts[0, 0] == (logits[0, :CHUNK] >= kth).sum() and (counts[0] <= k + TIE_SLACK).all()
     assert counts[1, 1] == CHUNK > k + TIE_SLACK
 
@@ -206,8 +205,10 @@ def test_public_sample_takes_the_split_path_and_is_reproducible(monkeypatch, for
     tokens, logprobs = draw("triton")
     assert calls == [1]
     again, _ = draw("triton")
-    with split_row.forced_split_row(False):
-        one_program, _ = draw("triton")
+    # The one-program path on the same draws: mk.sample's checked rows, split=False.
+    sampler = mk.Sampler(B, DEVICE, kwargs["temperature"], kwargs["top_k"], kwargs["top_p"])
+    uniform = torch.rand(B, generator=torch.Generator(DEVICE).manual_seed(123), device=DEVICE)
+    one_program, _ = sample_triton(logits, *sampler.params, uniform, split=False)
     assert calls == [1, 1]
     ref_tokens, ref_logprobs = draw("reference")
     assert torch.equal(tokens, again) and torch.equal(tokens, one_program) and torch.equal(tokens, ref_tokens)
@@ -215,14 +216,13 @@ def test_public_sample_takes_the_split_path_and_is_reproducible(monkeypatch, for
 
 
 def test_heuristic_splits_small_batches_only():
-    sms = split_row._sm_count(torch.device(DEVICE).type, torch.device(DEVICE).index)
-    most = int(split_row.ROWS_PER_SM * sms)
+    most = int(dispatch.ROWS_PER_SM * dispatch.sm_count(DEVICE))
     V = 151936
-    assert split_row.prefers_split_row(1, V, DEVICE)
-    assert split_row.prefers_split_row(most, V, DEVICE)
-    assert not split_row.prefers_split_row(most + 1, V, DEVICE)
-    assert not split_row.prefers_split_row(256, V, DEVICE)
-    assert not split_row.prefers_split_row(1, 2 * split_row.CHUNK - 1, DEVICE)  # one chunk: nothing to split
-    assert not split_row.prefers_split_row(0, V, DEVICE)
+    assert dispatch.prefers_split_row(1, V, DEVICE)
+    assert dispatch.prefers_split_row(most, V, DEVICE)
+    assert not dispatch.prefers_split_row(most + 1, V, DEVICE)
+    assert not dispatch.prefers_split_row(256, V, DEVICE)
+    assert not dispatch.prefers_split_row(1, 2 * split_row.CHUNK - 1, DEVICE)  # one chunk: nothing to split
+    assert not dispatch.prefers_split_row(0, V, DEVICE)
     if DEVICE == "cpu":
         assert most == 33  # the H100's rule: B <= 33

@@ -10,10 +10,11 @@ its passes.
 * ``_mix_chunk_kernel``: reduces those to per-row values (a few dozen floats), reads the
   chunk of every model once, and writes the mixture ``s``. For ``mix_and_sample`` the same
   program then summarises its chunk of ``s`` for the sampler exactly as the split-row
-  sampler's chunk kernel does (max, mass, top-k or probe candidates), re-reading only the
-  chunk it has just written (on chip / in L2), and ``_merge_sample_kernel`` of
-  ``triton_split_row.py`` finishes each row: cuts and the inverse-CDF draw on candidates,
-  or on the full row of ``s`` where candidates cannot serve it.
+  sampler's chunk kernel does (``triton_split_row.summarise_chunk``: max, mass, top-k or
+  probe candidates), re-reading only the chunk it has just written (on chip / in L2), and
+  the split-row merge (``triton_split_row.merge_and_sample``) finishes each row: cuts and
+  the inverse-CDF draw on candidates, or on the full row of ``s`` where candidates cannot
+  serve it.
 
 ``mix_and_sample`` skips the log-softmax normalisers: they shift a row by one constant.
 So it reads K tensors once (plus model 0's once more with plausibility) and writes and
@@ -29,7 +30,7 @@ import triton.language as tl
 from mta_kernels._validation import filled
 from mta_kernels.mixing.inputs import MixInputs
 from mta_kernels.sampling import triton_split_row as split_row
-from mta_kernels.sampling.triton_kernels import _BLOCK, _load_params, _weight
+from mta_kernels.sampling.triton_primitives import BLOCK, load_row_params, weight
 
 __all__ = ["mix_and_sample_triton", "mix_logits_triton"]
 
@@ -88,7 +89,7 @@ def _model_stats_kernel(
             tile_m = tl.max(z, axis=0)
             new_m = tl.maximum(m, tile_m)
             # Online softmax mass; exp(-inf - -inf) is guarded by the max weighing 1.
-            mass = mass * _weight(m, new_m) + tl.sum(tl.where(z > float("-inf"), _weight(z, new_m), 0.0), axis=0)
+            mass = mass * weight(m, new_m) + tl.sum(tl.where(z > float("-inf"), weight(z, new_m), 0.0), axis=0)
             m = new_m
         base = (k * B + row) * n_chunks + chunk
         tl.store(stats_ptr + base, m)
@@ -104,7 +105,7 @@ def _row_stats(stats_ptr, k: tl.constexpr, row, B, n_chunks, K_STATS: tl.constex
     chunk_max = tl.load(stats_ptr + base + chunks, mask=inside, other=float("-inf"))
     chunk_mass = tl.load(stats_ptr + K_STATS * B * n_chunks + base + chunks, mask=inside, other=0.0)
     m = tl.max(chunk_max, axis=0)
-    mass = tl.sum(tl.where(chunk_max > float("-inf"), chunk_mass * _weight(chunk_max, m), 0.0), axis=0)
+    mass = tl.sum(tl.where(chunk_max > float("-inf"), chunk_mass * weight(chunk_max, m), 0.0), axis=0)
     return m, tl.log(mass)
 
 
@@ -148,8 +149,8 @@ def _mix_chunk_kernel(
     if SUMMARISE:
         # Every thread's stores of this chunk of s are visible to the whole program after it.
         tl.debug_barrier()
-        greedy, t1, top_k, top_p, min_p = _load_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
-        split_row._summarise_chunk(
+        greedy, t1, top_k, top_p, min_p = load_row_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
+        split_row.summarise_chunk(
             out_chunk, n, first, row, chunk, n_chunks, ws_f, ws_i, B, V, 0, 1.0, top_k, top_p, min_p,
             K_MAX, PROBE, TIE_SLACK, BLOCK,
         )
@@ -172,24 +173,29 @@ def _stats(inputs: MixInputs, k_stats: int, chunk: int, block: int) -> torch.Ten
     return stats
 
 
-def _launch_mix(inputs: MixInputs, out, *, normalize, chunk, block, ws=None, sampling=None, k_max=None):
+def _launch_mix(
+    inputs: MixInputs, out, *, normalize, chunk, block, ws: split_row.Workspace | None = None, sampling=None
+):
+    """Write the mixture into ``out``; with a workspace, also summarise each chunk of it
+    for the split-row merge, with the ``sampling`` rows (top_k, top_p, min_p)."""
     B, V = inputs.logits[0].shape
     n_chunks = triton.cdiv(V, chunk)
     k_stats = len(inputs.logits) if normalize else int(inputs.uses_plausibility)
     stats = _stats(inputs, k_stats, chunk, block)
     summarise = ws is not None
-    ws_i, ws_f = (ws[0], ws[1]) if summarise else (out, out)
+    ws_i, ws_f = (ws.ints, ws.floats) if summarise else (out, out)
+    k_max, tie_slack = (ws.k_max, ws.tie_slack) if summarise else (split_row.K_MAX, split_row.TIE_SLACK)
     top_k, top_p, min_p = sampling if summarise else (inputs.plausibility,) * 3
     _mix_chunk_kernel[(B, n_chunks)](
         *_model_args(inputs), inputs.weights, inputs.temperature, inputs.plausibility, stats, out, ws_f, ws_i,
         top_k, top_p, min_p, B, V, chunk,
         K=len(inputs.logits), K_STATS=max(k_stats, 1), NORMALIZE=normalize, PLAUSIBILITY=inputs.uses_plausibility,
-        SUMMARISE=summarise, K_MAX=k_max or split_row.K_MAX, PROBE=split_row.PROBE, TIE_SLACK=split_row.TIE_SLACK,
+        SUMMARISE=summarise, K_MAX=k_max, PROBE=split_row.PROBE, TIE_SLACK=tie_slack,
         CHUNKS_BLOCK=triton.next_power_of_2(n_chunks), BLOCK=block, num_warps=8,
     )
 
 
-def mix_logits_triton(inputs: MixInputs, *, chunk: int | None = None, block: int = _BLOCK) -> torch.Tensor:
+def mix_logits_triton(inputs: MixInputs, *, chunk: int | None = None, block: int = BLOCK) -> torch.Tensor:
     """The mixture [B, V] fp32 (reference.py's ``mix_logits_reference``) for B >= 1."""
     chunk = chunk or split_row.CHUNK
     B, V = inputs.logits[0].shape
@@ -207,28 +213,23 @@ def candidate_room(top_k_hint: int | None) -> int:
 
 
 def run_mix_and_sample_triton(
-    inputs: MixInputs, top_k, top_p, min_p, uniform, *, top_k_hint=None, chunk=None, block=_BLOCK
+    inputs: MixInputs, top_k, top_p, min_p, uniform, *, top_k_hint=None, chunk=None, block=BLOCK
 ):
-    """:func:`mix_and_sample_triton` that also returns the mixture, the workspace, the chunk
-    count and the candidate room (for tests)."""
+    """:func:`mix_and_sample_triton` that also returns the mixture and the split-row
+    :class:`~mta_kernels.sampling.triton_split_row.Workspace` (for tests)."""
     chunk = chunk or split_row.CHUNK
     B, V = inputs.logits[0].shape
-    k_max = candidate_room(top_k_hint)
     mixed = torch.empty((B, V), dtype=torch.float32, device=inputs.device)
-    ws_i, ws_f, n_chunks = split_row.workspace(B, V, chunk, inputs.device, k_max)
+    ws = split_row.workspace(B, V, chunk, inputs.device, candidate_room(top_k_hint))
     _launch_mix(
         inputs, mixed, normalize=False, chunk=chunk, block=min(block, triton.next_power_of_2(chunk)),
-        ws=(ws_i, ws_f), sampling=(top_k, top_p, min_p), k_max=k_max,
+        ws=ws, sampling=(top_k, top_p, min_p),
     )
-    tokens = torch.empty(B, dtype=torch.int64, device=inputs.device)
-    logprobs = torch.empty(B, dtype=torch.float32, device=inputs.device)
     ones = filled(1.0, B, inputs.device, torch.float32)  # the mixture is sampled at temperature 1
-    split_row._merge_sample_kernel[(B,)](
-        mixed, ws_f, ws_i, uniform, tokens, logprobs, ones, top_k, top_p, min_p, B, V, n_chunks, chunk,
-        K_MAX=k_max, PROBE=split_row.PROBE, TIE_SLACK=split_row.TIE_SLACK,
-        CHUNKS_BLOCK=triton.next_power_of_2(n_chunks), BLOCK=block, num_warps=8,
+    tokens, logprobs = split_row.merge_and_sample(
+        mixed, ws, uniform, ones, top_k, top_p, min_p, chunk=chunk, block=block
     )
-    return tokens, logprobs, mixed, ws_i, n_chunks, k_max
+    return tokens, logprobs, mixed, ws
 
 
 def mix_and_sample_triton(inputs: MixInputs, top_k, top_p, min_p, uniform, top_k_hint=None):
