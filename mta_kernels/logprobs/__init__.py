@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 
-from mta_kernels._backend import Op
 from mta_kernels._validation import (
     POSITIVE_FINITE,
     check_bool,
@@ -25,9 +24,9 @@ from mta_kernels._validation import (
     check_number,
     check_optional_int,
 )
-from mta_kernels.logprobs.linear_chunked import linear_token_logprobs_chunked, reference_tiles, triton_tiles
+from mta_kernels.logprobs.linear_chunked import linear_token_logprobs_chunked
+from mta_kernels.logprobs.ops import LINEAR_TOKEN_LOGPROBS, TOKEN_LOGPROBS
 from mta_kernels.logprobs.reference import IGNORE_INDEX, linear_token_logprobs_reference, token_logprobs_reference
-from mta_kernels.logprobs.token_triton import token_logprobs_triton
 
 __all__ = [
     "IGNORE_INDEX",
@@ -121,35 +120,13 @@ def token_logprobs(
     temperature = check_number(temperature, "temperature", POSITIVE_FINITE)
     return_entropy = check_bool(return_entropy, "return_entropy")
     targets = _check_targets(targets, logits.shape[0], logits.shape[1], logits.device)
-    kernel = TOKEN_LOGPROBS.kernel(logits.device) if logits.shape[0] else _token_logprobs_torch
+    kernel = TOKEN_LOGPROBS.kernel(logits.device) if logits.shape[0] else TOKEN_LOGPROBS.fn("reference")
     return kernel(logits, targets, temperature, return_entropy)
-
-
-def _token_logprobs_torch(logits, targets, temperature, return_entropy):
-    return token_logprobs_reference(logits, targets, temperature=temperature, return_entropy=return_entropy)
-
-
-#: ``fn(logits, targets, temperature, return_entropy)`` on checked inputs (N >= 1).
-#: Triton on CUDA; the torch reference on CPU (no C++ body).
-TOKEN_LOGPROBS = Op(
-    "token_logprobs",
-    {"reference": _token_logprobs_torch, "triton": token_logprobs_triton},
-    preferred={"cuda": ("triton",)},
-)
 
 
 # ---------------------------------------------------------------------------------------
 # linear_token_logprobs
 # ---------------------------------------------------------------------------------------
-
-
-#: ``fn(block=None) -> (stats, grad)``: the per-tile functions the chunked linear form runs
-#: on each chunk of logits. Triton on CUDA; the torch tile math on CPU.
-LINEAR_TOKEN_LOGPROBS = Op(
-    "linear_token_logprobs",
-    {"reference": reference_tiles, "triton": triton_tiles},
-    preferred={"cuda": ("triton",)},
-)
 
 
 def linear_token_logprobs(

@@ -15,8 +15,8 @@ from numbers import Integral
 
 import torch
 
-from mta_kernels._backend import Op
 from mta_kernels._validation import NON_NEGATIVE, Interval, check_number, check_tensor, is_integer_dtype
+from mta_kernels.rl.ops import POLICY_LOSS
 from mta_kernels.rl.reference import (
     AGG_MODES,
     group_advantages_reference,
@@ -107,16 +107,6 @@ def group_advantages(rewards: torch.Tensor, *, mode: str = "grpo", eps: float = 
 # ---------------------------------------------------------------------------------------
 # policy_loss
 # ---------------------------------------------------------------------------------------
-
-
-#: ``fn(logprobs, old_logprobs, advantages, mask, clip_low, clip_high, dual_clip, agg,
-#: log_ratio_clamp) -> (loss, stats)`` on checked, contiguous inputs. The fused Triton
-#: kernel on CUDA; the torch reference on CPU (no C++ body).
-POLICY_LOSS = Op(
-    "policy_loss",
-    {"reference": policy_loss_reference, "triton": "mta_kernels.rl.triton_kernels:policy_loss_triton"},
-    preferred={"cuda": ("triton",)},
-)
 
 
 def _check_policy_inputs(logprobs, old_logprobs, advantages, mask):
