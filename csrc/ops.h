@@ -1,6 +1,6 @@
 // Declarations of every C++ op body. Registration lives in torch_bindings.cpp only.
 //
-// Conventions shared by all backends (see ../shared/DESIGN.md "The ops contract"):
+// Conventions shared by all backends (semantics: each family's mta_kernels/<family>/reference.py):
 //   logits      [B, V] fp32 / bf16 / fp16, contiguous
 //   temperature [B] fp32   (0 = greedy)
 //   top_k       [B] int64  (<= 0 or >= V: off)

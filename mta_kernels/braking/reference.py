@@ -4,7 +4,7 @@ The CPU fallback without the extension, the oracle the C++ and CUDA kernels are 
 against, and the benchmarks' "torch reference". Nothing here loops over the vocabulary
 except the margin trigger's row max (and the write of the forced row).
 
-Semantics shared by every backend (the contract is DESIGN.md "Braking")
+Semantics shared by every backend (this docstring is the contract the kernels are tested against)
 -------------------------------------------------------------------------
 Stage 1, consume ``last_tokens[b]`` (negative: nothing to consume).
   * Thinking, not braking: ``end_think_id`` ends thinking (it is not a thinking token).
