@@ -38,7 +38,7 @@ from mta.generation.prompts import encode_prompts, left_pad
 from mta.generation.result import GenerationResult
 from mta.generation.stops import StopChecker, trim_text
 from mta.mixing.generate import Mixing
-from mta_kernels.braking.processors import BrakingLogitsProcessor
+from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
 __all__ = ["DecodeState", "GenerationResult", "generate"]
 
@@ -220,7 +220,7 @@ def generate(
         that takes a ``state`` keyword, or has a ``call_with_state(input_ids, logits,
         state)`` method (mta_kernels' processors), also gets a :class:`DecodeState`. Must not
         synchronise with the host if the loop is to stay sync-free.
-    braking : mta_kernels.braking.BrakingLogitsProcessor, optional
+    braking : mta_kernels.integrations.transformers.BrakingLogitsProcessor, optional
         Self-Braking decoding: applied after ``logits_processors``, right before sampling
         (so the forced brake tokens reach the sampler untouched); rows are the ``B =
         len(prompts) * n`` samples, so a per-row ``in_think`` / config has ``B`` entries.
@@ -277,7 +277,7 @@ def generate(
     processors = _processor_callers(logits_processors)
     if braking is not None:
         if not isinstance(braking, BrakingLogitsProcessor):
-            raise TypeError(f"braking must be a mta_kernels.braking.BrakingLogitsProcessor, got {type(braking).__name__}")
+            raise TypeError(f"braking must be a mta_kernels.integrations.transformers.BrakingLogitsProcessor, got {type(braking).__name__}")
         processors += _processor_callers([braking])
     device = model.device
     if generator is not None and seed is not None:

@@ -1,8 +1,4 @@
-"""Braking as a transformers LogitsProcessor and as a vLLM v1 logits processor.
-
-Both keep a :class:`BrakingState` and call :func:`braking_step` once per decode step with
-the token each row sampled last.
-"""
+"""Braking as a vLLM v1 logits processor (``vllm.v1.sample.logits_processor.LogitsProcessor``)."""
 
 from __future__ import annotations
 
@@ -12,74 +8,7 @@ import torch
 
 from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
 
-__all__ = ["BrakingLogitsProcessor", "VllmBrakingLogitsProcessor"]
-
-
-class BrakingLogitsProcessor:
-    """transformers ``LogitsProcessor``: ``processor(input_ids, scores) -> scores``.
-
-    The first call of a generation starts a fresh state and consumes nothing: the prompt is
-    not thinking text. A call starts a new generation when the batch size or device changed,
-    when ``input_ids`` did not grow by exactly one token since the last call, or (inside
-    :func:`mta.generate`, which passes its decode ``state``) at decode step 0. Each later
-    call consumes ``input_ids[:, -1]``, the token sampled at the previous step; with a decode
-    ``state``, rows already finished consume nothing (their EOS and padding are not
-    thinking). ``cfg`` may be replaced or its per-row tensors modified between steps. Works
-    at any batch size; ``scores`` is modified in place and returned.
-
-    Parameters
-    ----------
-    tables : MarkerTables
-        Moved to the scores' device on first use.
-    cfg : BrakingConfig
-    in_think : bool or Tensor [B] bool
-        Whether rows start inside ``<think>`` (the prompt opened it); rows that do not
-        (ThinkFree prompts) pass through untouched.
-    """
-
-    def __init__(self, tables: MarkerTables, cfg: BrakingConfig, in_think: bool | torch.Tensor = True):
-        if not isinstance(tables, MarkerTables):
-            raise TypeError(f"tables must be MarkerTables, got {type(tables).__name__}")
-        if not isinstance(cfg, BrakingConfig):
-            raise TypeError(f"cfg must be a BrakingConfig, got {type(cfg).__name__}")
-        self.tables = tables
-        self.cfg = cfg
-        self.in_think = in_think
-        self.state: BrakingState | None = None
-        self._width = -1  # input_ids width at the last call
-
-    def reset(self) -> None:
-        """Forget the state: the next call starts a new generation."""
-        self.state = None
-        self._width = -1
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        # Two arguments only: transformers' LogitsProcessorList refuses any other parameter.
-        return self.call_with_state(input_ids, scores)
-
-    def call_with_state(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, state: Any = None
-    ) -> torch.FloatTensor:
-        """``__call__`` with :func:`mta.generate`'s decode ``state`` (which calls this one)."""
-        B, width = scores.shape[0], input_ids.shape[-1]
-        if self.tables.device != scores.device:
-            self.tables = self.tables.to(scores.device)
-        fresh = (
-            self.state is None or self.state.batch_size != B or self.state.device != scores.device
-            or width != self._width + 1 or getattr(state, "step", None) == 0
-        )
-        self._width = width
-        if fresh:
-            self.state = BrakingState.new(B, scores.device, self.in_think)
-            last = None
-        else:
-            last = input_ids[:, -1]
-            finished = getattr(state, "finished", None)
-            if finished is not None:
-                last = last.masked_fill(finished, -1)
-        if not scores.is_contiguous():
-            scores = scores.contiguous()
-        return braking_step(scores, last, self.state, self.tables, self.cfg)
+__all__ = ["VllmBrakingLogitsProcessor"]
 
 
 def _vllm_base() -> type:
