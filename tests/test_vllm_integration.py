@@ -5,8 +5,10 @@ its CUDA dependencies into ``.venv-vllm`` (requirements-vllm.txt) and runs these
 there; elsewhere they are skipped. What they drive is vLLM's own code:
 
 * the frontend's check of per-request arguments (``validate_logits_processors_parameters``,
-  loading the class by name) and vLLM's factory ``build_logitsprocs``, which builds the
-  processor as ``cls(vllm_config, device, is_pin_memory)`` from a real ``VllmConfig``;
+  loading the class by name), vLLM's factory ``build_logitsprocs``, which builds the
+  processor as ``cls(vllm_config, device, is_pin_memory)`` from a real ``VllmConfig``, and
+  vLLM's tokenizer loader behind ``build_tables`` (checked against the tables transformers'
+  tokenizer gives);
 * ``BatchUpdate`` / ``BatchUpdateBuilder`` / ``MoveDirectionality``: the persistent batch's
   slot changes (removed, added, moved, in that order);
 * the V1 model runner's persistent batch (``InputBatch``: add_request, remove_request,
@@ -16,11 +18,14 @@ there; elsewhere they are skipped. What they drive is vLLM's own code:
 
 The oracle: every request decoded alone by :class:`BrakingLogitsProcessor` in a plain loop
 over the same logits gives the same processed logits rows and the same tokens.
+(``make test-vllm`` sets VLLM_TARGET_DEVICE=cpu; these tests use CPU tensors.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -42,7 +47,12 @@ from vllm.v1.sample.logits_processor import (
 )
 
 import mta_kernels as mk
-from mta_kernels.braking import BrakingConfig, MarkerTables
+from mta_kernels.braking import (
+    DEFAULT_BRAKE_TEXT,
+    SBT_MARKERS,
+    BrakingConfig,
+    MarkerTables,
+)
 from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 from mta_kernels.integrations.vllm import BrakingArgsError, VllmBrakingLogitsProcessor
 
@@ -156,6 +166,35 @@ def test_built_by_vllm_from_a_real_config():
     ours = [p for p in procs.all if isinstance(p, BrakingWithTestTables)]
     assert len(ours) == 1 and ours[0] in procs.non_argmax_invariant  # beside vLLM's built-ins
     assert ours[0].capacity == 5 and ours[0].state.batch_size == 5  # max_num_seqs
+
+
+def test_tables_from_the_served_models_tokenizer(tmp_path):
+    # build_tables loads the tokenizer with vLLM's own loader (vllm.tokenizers). A real
+    # ModelConfig cannot be built on this CPU install (it inspects the model class, which
+    # needs vLLM's compiled kernels), so the config carries the fields the loader reads.
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([DEFAULT_BRAKE_TEXT, *SBT_MARKERS, "So the answer is 18.\n\nLet me check it."],
+                            trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<think>", "</think>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>").save_pretrained(tmp_path)
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    model_config = SimpleNamespace(
+        model=str(tmp_path), tokenizer=str(tmp_path), tokenizer_mode="auto", tokenizer_revision=None,
+        trust_remote_code=False, runner_type="generate", skip_tokenizer_init=False, hf_config=None,
+        get_vocab_size=lambda: len(hf) + 6)  # a padded embedding
+    config = SimpleNamespace(model_config=model_config, scheduler_config=SimpleNamespace(max_num_seqs=2))
+    got = VllmBrakingLogitsProcessor(config, CPU, False).tables
+    want = MarkerTables.from_tokenizer(hf, vocab_size=len(hf) + 6)
+    for field in dataclasses.fields(want):
+        a, b = getattr(got, field.name), getattr(want, field.name)
+        assert torch.equal(a, b) if isinstance(b, torch.Tensor) else a == b, field.name
+    assert got.brake_ids[-1] == got.end_think_id == hf.convert_tokens_to_ids("</think>")
+    assert got.num_states > 1 and got.token_class.shape == (len(hf) + 6,)
 
 
 # --------------------------------------------------------------------------- batch updates

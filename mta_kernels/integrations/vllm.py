@@ -171,7 +171,7 @@ class VllmBrakingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
         model_config = vllm_config.model_config
         try:
             from vllm.tokenizers import cached_tokenizer_from_config
-        except ImportError:  # before vLLM 0.1x: the tokenizer from transformers
+        except ImportError:  # an older vLLM without vllm.tokenizers: transformers loads it
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(model_config.tokenizer, revision=model_config.tokenizer_revision,
