@@ -2,6 +2,8 @@
 #   make demo   set everything up, then run the main job (benchmark table + real decode demo)
 #   make test   set everything up, then run the whole test suite (pytest, then the C++ tests)
 #   make wheel ARCH="9.0"   build a wheel for those CUDA archs (CPU wheel where there is no CUDA)
+#   make test-vllm   opt-in: the vLLM adapter against vLLM 0.33 itself, in its own .venv-vllm
+#                    (downloads ~370 MB; the C++ kernels are used when make setup built them)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +11,7 @@ PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.mta-installed
 
-.PHONY: setup demo test test-cpp bench wheel clean
+.PHONY: setup demo test test-cpp test-vllm bench wheel clean
 
 setup: $(STAMP)
 
@@ -44,6 +46,20 @@ bench: setup
 
 wheel: $(VENV)/.deps-installed
 	TORCH_CUDA_ARCH_LIST="$(ARCH)" MAX_JOBS=$${MAX_JOBS:-4} $(PIP) wheel --no-build-isolation --no-deps -w dist .
+
+# vLLM without its CUDA requirements (requirements-vllm.txt says why); torch first, as above.
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+
+$(VLLM_VENV)/.deps-installed: requirements-vllm.txt
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(VLLM_PY) -m pip install -q --no-deps -r requirements-vllm.txt
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.deps-installed
+	VLLM_TARGET_DEVICE=cpu PYTHONPATH=.:python $(VLLM_PY) -m pytest -q -ra -m vllm tests/test_vllm_integration.py
 
 clean:
 	rm -rf build dist *.egg-info mta_kernels/_C*.so

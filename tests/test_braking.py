@@ -19,7 +19,8 @@ from mta_kernels.braking import (
     braking_step,
     braking_step_reference,
 )
-from mta_kernels.braking.processors import BrakingLogitsProcessor, VllmBrakingLogitsProcessor
+from mta_kernels.integrations.transformers import BrakingLogitsProcessor
+from mta_kernels.integrations.vllm import VllmBrakingLogitsProcessor
 
 NEG_INF = float("-inf")
 KERNELS = [b for b in mk.available_backends(DEVICE) if b in ("cpp", "cuda")]

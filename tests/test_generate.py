@@ -4,9 +4,7 @@ import pytest
 import torch
 
 import mta
-import mta_kernels as mk
 from mta.generation.engine import DecodeState, generate
-from mta.generation import params as gen_params
 from mta.models import load_smollm2, tiny_random_model
 
 V = 1000  # tiny models: small vocabulary, fast on CPU

@@ -6,7 +6,7 @@ import torch
 from mta.generation.engine import generate
 from mta.models import tiny_random_model
 from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
-from mta_kernels.braking.processors import BrakingLogitsProcessor
+from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
 V = 1000
 PROMPTS = [[5, 6, 7, 8, 9], [20, 21], [30, 31, 32]]

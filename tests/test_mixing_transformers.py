@@ -22,7 +22,7 @@ import mta_kernels as mk
 from mta.generation.engine import generate
 from mta.mixing import Lockstep, Mixing, ModelLogits
 from mta.models import tiny_random_model
-from mta_kernels.mixing.processors import MixingLogitsProcessor
+from mta_kernels.integrations.transformers import MixingLogitsProcessor
 from mta_kernels.mixing.recipes import classifier_free_guidance, contrastive_decoding, proxy_tuning, weighted_ensemble
 
 V = 300

@@ -4,7 +4,7 @@
 per model (one read of each model's logits on GPU); ``wsd_switch_point`` is Weak-to-Strong
 Decoding's switch rule. Recipes (proxy-tuning, contrastive decoding, classifier-free
 guidance, weighted ensembles) are in :mod:`mta_kernels.mixing.recipes`, transformers
-``LogitsProcessor`` classes in :mod:`mta_kernels.mixing.processors`.
+``LogitsProcessor`` in :mod:`mta_kernels.integrations.transformers`.
 
 Layers: this module (checks) -> the kernels declared in ``ops.py`` (Triton in
 ``triton_kernels.py``, the fused C++ CPU ``mix_and_sample``) -> the torch reference

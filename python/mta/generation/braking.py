@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from mta_kernels.braking import BRAKE_REASONS
-from mta_kernels.braking.processors import BrakingLogitsProcessor
+from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
 __all__ = ["BrakingReport", "braking_reports"]
 

@@ -36,7 +36,7 @@ from mta.generation.result import GenerationResult
 from mta.generation.sampler import DecodeSampler, PlainSampler, SamplerFactory
 from mta.generation.stops import StopChecker, trim_text
 from mta.prompts import EncodedPrompts, left_pad
-from mta_kernels.braking.processors import BrakingLogitsProcessor
+from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
 __all__ = ["DecodeState", "GenerationResult", "generate"]
 
@@ -149,7 +149,7 @@ def generate(
         that takes a ``state`` keyword, or has a ``call_with_state(input_ids, logits,
         state)`` method (mta_kernels' processors), also gets a :class:`DecodeState`. Must not
         synchronise with the host if the loop is to stay sync-free.
-    braking : mta_kernels.braking.BrakingLogitsProcessor, optional
+    braking : mta_kernels.integrations.transformers.BrakingLogitsProcessor, optional
         Self-Braking decoding: applied after ``logits_processors``, right before sampling
         (so the forced brake tokens reach the sampler untouched); rows are the ``B =
         len(prompts) * n`` samples, so a per-row ``in_think`` / config has ``B`` entries.

@@ -19,7 +19,7 @@ from mta.generation.params import SamplingParams, sampling_params
 from mta.generation.sampler import SamplerFactory
 from mta.prompts import encode_prompts
 from mta_kernels._validation import check_int
-from mta_kernels.braking.processors import BrakingLogitsProcessor
+from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
 __all__ = ["CACHE_MODES", "GenerationPlan", "LogitsProcessor", "make_plan"]
 
@@ -165,7 +165,8 @@ def make_plan(
         raise ValueError("stop strings need a tokenizer (tokenizer=None)")
     processors = processor_callers(logits_processors)
     if braking is not None and not isinstance(braking, BrakingLogitsProcessor):
-        raise TypeError(f"braking must be a mta_kernels.braking.BrakingLogitsProcessor, got {type(braking).__name__}")
+        raise TypeError("braking must be a mta_kernels.integrations.transformers.BrakingLogitsProcessor, "
+                        f"got {type(braking).__name__}")
     device = model.device
     if generator is not None and seed is not None:
         raise ValueError("pass generator or seed, not both")

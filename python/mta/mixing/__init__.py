@@ -7,7 +7,7 @@ Two ways to decode a mixture of K models (model 0 = the model being decoded):
   run in lockstep (:class:`Lockstep`) and one :func:`mta_kernels.mix_and_sample` call per
   step mixes, filters and samples;
 * in transformers' ``generate``: a
-  :class:`~mta_kernels.mixing.processors.MixingLogitsProcessor` whose sources are
+  :class:`~mta_kernels.integrations.transformers.MixingLogitsProcessor` whose sources are
   :class:`ModelLogits` (each model with its own KV cache).
 
 The recipes (:class:`MixRecipe` and its constructors) live in
@@ -21,7 +21,7 @@ The recipes (:class:`MixRecipe` and its constructors) live in
 from mta.mixing.generate import Mixing
 from mta.mixing.lockstep import Lockstep
 from mta.mixing.sources import ModelLogits
-from mta_kernels.mixing.processors import MixingLogitsProcessor
+from mta_kernels.integrations.transformers import MixingLogitsProcessor
 from mta_kernels.mixing.recipes import (
     MixRecipe,
     classifier_free_guidance,

@@ -32,7 +32,7 @@ def _rows_to(t: torch.Tensor, batch: int, name: str) -> torch.Tensor:
 class ModelLogits:
     """Next-token logits of a transformers causal LM, incrementally with its own KV cache.
 
-    A source for :class:`mta_kernels.mixing.processors.MixingLogitsProcessor`:
+    A source for :class:`mta_kernels.integrations.transformers.MixingLogitsProcessor`:
     ``source(input_ids) -> [B, V]`` logits for the token after ``input_ids``.
 
     * First call: prefill. Without ``prompt_ids`` the model reads ``input_ids`` itself
@@ -66,7 +66,7 @@ class ModelLogits:
     the same model on a bare BOS prompt::
 
         from transformers import LogitsProcessorList
-        from mta_kernels.mixing.processors import MixingLogitsProcessor
+        from mta_kernels.integrations.transformers import MixingLogitsProcessor
         from mta_kernels.mixing.recipes import classifier_free_guidance
 
         enc = tokenizer(["Write a poem about the sea."], return_tensors="pt")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from mta_kernels.braking import BrakingConfig, MarkerTables
-from mta_kernels.braking.processors import BrakingLogitsProcessor
+from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
 __all__ = ["DEMO_QUESTIONS", "DemoRow", "add_think_tokens", "run_demo", "main"]
 

@@ -1,12 +1,18 @@
-"""Guided logits mixing as a transformers ``LogitsProcessor``.
+"""transformers ``LogitsProcessor`` classes: braking and guided logits mixing.
 
-The model being decoded is model 0: its ``scores`` come in; the other K − 1 models' logits
-for the same step come from ``sources``, callables ``source(input_ids) -> [B, V]``
-(:class:`mta.mixing.ModelLogits` runs a transformers model with its own KV cache). The
-processor returns the mixture, which transformers' warpers (temperature, top-k, top-p) and
-sampler — or :func:`mta.generate`'s sampler — then treat as the logits.
+* :class:`BrakingLogitsProcessor` keeps a :class:`~mta_kernels.braking.BrakingState` and
+  calls :func:`~mta_kernels.braking.braking_step` once per decode step with the token each
+  row sampled last.
+* :class:`MixingLogitsProcessor` mixes the scores of the model being decoded (model 0) with
+  the other K - 1 models' logits for the same step, which come from ``sources``, callables
+  ``source(input_ids) -> [B, V]`` (:class:`mta.mixing.ModelLogits` runs a transformers model
+  with its own KV cache). It returns the mixture, which transformers' warpers (temperature,
+  top-k, top-p) and sampler, or :func:`mta.generate`'s sampler, then treat as the logits.
 
-Only torch is imported here; transformers is not needed to build or call the processor.
+Both follow transformers' ``processor(input_ids, scores) -> scores`` protocol and also take
+:func:`mta.generate`'s decode state through ``call_with_state``. Only torch is imported
+here: transformers is not needed to build or call them. The vLLM adapter is in
+:mod:`mta_kernels.integrations.vllm`.
 """
 
 from __future__ import annotations
@@ -17,9 +23,78 @@ from typing import Any
 
 import torch
 
+from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
 from mta_kernels.mixing.recipes import MixRecipe
 
-__all__ = ["MixingLogitsProcessor"]
+__all__ = ["BrakingLogitsProcessor", "MixingLogitsProcessor"]
+
+
+class BrakingLogitsProcessor:
+    """transformers ``LogitsProcessor``: ``processor(input_ids, scores) -> scores``.
+
+    The first call of a generation starts a fresh state and consumes nothing: the prompt is
+    not thinking text. A call starts a new generation when the batch size or device changed,
+    when ``input_ids`` did not grow by exactly one token since the last call, or (inside
+    :func:`mta.generate`, which passes its decode ``state``) at decode step 0. Each later
+    call consumes ``input_ids[:, -1]``, the token sampled at the previous step; with a decode
+    ``state``, rows already finished consume nothing (their EOS and padding are not
+    thinking). ``cfg`` may be replaced or its per-row tensors modified between steps. Works
+    at any batch size; ``scores`` is modified in place and returned.
+
+    Parameters
+    ----------
+    tables : MarkerTables
+        Moved to the scores' device on first use.
+    cfg : BrakingConfig
+    in_think : bool or Tensor [B] bool
+        Whether rows start inside ``<think>`` (the prompt opened it); rows that do not
+        (ThinkFree prompts) pass through untouched.
+    """
+
+    def __init__(self, tables: MarkerTables, cfg: BrakingConfig, in_think: bool | torch.Tensor = True):
+        if not isinstance(tables, MarkerTables):
+            raise TypeError(f"tables must be MarkerTables, got {type(tables).__name__}")
+        if not isinstance(cfg, BrakingConfig):
+            raise TypeError(f"cfg must be a BrakingConfig, got {type(cfg).__name__}")
+        self.tables = tables
+        self.cfg = cfg
+        self.in_think = in_think
+        self.state: BrakingState | None = None
+        self._width = -1  # input_ids width at the last call
+
+    def reset(self) -> None:
+        """Forget the state: the next call starts a new generation."""
+        self.state = None
+        self._width = -1
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # Two arguments only: transformers' LogitsProcessorList refuses any other parameter.
+        return self.call_with_state(input_ids, scores)
+
+    def call_with_state(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, state: Any = None
+    ) -> torch.FloatTensor:
+        """``__call__`` with :func:`mta.generate`'s decode ``state`` (which calls this one)."""
+        B, width = scores.shape[0], input_ids.shape[-1]
+        if self.tables.device != scores.device:
+            self.tables = self.tables.to(scores.device)
+        fresh = (
+            self.state is None or self.state.batch_size != B or self.state.device != scores.device
+            or width != self._width + 1 or getattr(state, "step", None) == 0
+        )
+        self._width = width
+        if fresh:
+            self.state = BrakingState.new(B, scores.device, self.in_think)
+            last = None
+        else:
+            last = input_ids[:, -1]
+            finished = getattr(state, "finished", None)
+            if finished is not None:
+                last = last.masked_fill(finished, -1)
+        if not scores.is_contiguous():
+            scores = scores.contiguous()
+        return braking_step(scores, last, self.state, self.tables, self.cfg)
+
 
 LogitsSource = Callable[..., torch.Tensor]
 
