@@ -22,6 +22,18 @@ DELIM_START = 2
 _NAN = math.nan  # one object, so the cached fills below hit
 
 
+def _same_values(old: tuple, versions: tuple, new: tuple) -> bool:
+    """Whether ``new`` equals the memoised ``old``: the same tensor objects at the same
+    version, equal scalars of the same type (a plain loop: this runs every decode step)."""
+    for a, version, b in zip(old, versions, new):
+        if a is b:
+            if version is not None and b._version != version:
+                return False
+        elif isinstance(a, torch.Tensor) or type(a) is not type(b) or a != b:
+            return False
+    return True
+
+
 @dataclass
 class BrakingConfig:
     """Braking triggers; each a scalar or a per-row ``[B]`` tensor, ``None`` disables it.
@@ -67,13 +79,11 @@ class BrakingConfig:
         steps still takes effect. The returned tensor must be treated as read-only.
         """
         vals = self._values()
-        versions = tuple(v._version if isinstance(v, torch.Tensor) else None for v in vals)
         memo = self._memo
-        if (memo is not None and memo[0] == batch and memo[1] == device and memo[3] == versions
-                and all(a is b or (not isinstance(a, torch.Tensor) and type(a) is type(b) and a == b)
-                        for a, b in zip(memo[2], vals))):
+        if memo is not None and memo[0] == batch and memo[1] == device and _same_values(memo[2], memo[3], vals):
             return memo[4]
         out = self._normalise(batch, device)
+        versions = tuple(v._version if isinstance(v, torch.Tensor) else None for v in vals)
         self._memo = (batch, device, vals, versions, out)
         return out
 
