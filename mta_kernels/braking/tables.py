@@ -60,11 +60,47 @@ def _table_shapes(layout: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
 
 def table_views(packed: torch.Tensor, layout: tuple[int, ...]) -> dict[str, torch.Tensor]:
     """The tables of a packed ``uint8`` buffer as typed views, by field name."""
-    views = {}
-    for (name, entry, dtype), shape in zip(_TABLES, _table_shapes(layout).values()):
-        offset, nbytes = layout[entry], math.prod(shape) * dtype.itemsize
-        views[name] = packed[offset:offset + nbytes].view(dtype).view(shape)
+    shapes, views = _table_shapes(layout), {}
+    for name, entry, dtype in _TABLES:
+        offset, nbytes = layout[entry], math.prod(shapes[name]) * dtype.itemsize
+        views[name] = packed[offset:offset + nbytes].view(dtype).view(shapes[name])
     return views
+
+
+def _pack(tables: dict[str, torch.Tensor], end_think_id: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """(packed uint8 buffer, layout) of the six tables, after checking their dtypes and shapes."""
+    for name, _, dtype in _TABLES:
+        t = tables[name]
+        if not isinstance(t, torch.Tensor) or t.dtype != dtype:
+            raise ValueError(f"malformed marker tables: {name} must be a {dtype} tensor, "
+                             f"got {getattr(t, 'dtype', type(t).__name__)}")
+    V = tables["token_class"].shape[0] if tables["token_class"].dim() == 1 else -1
+    S, C = tuple(tables["transitions"].shape) if tables["transitions"].dim() == 2 else (0, 0)
+    NS = tables["step_table"].shape[0] if tables["step_table"].dim() == 2 else 0
+    K = tables["brake_ids"].shape[0] if tables["brake_ids"].dim() == 1 else 0
+    layout = [0] * len(TableField)
+    layout[TableField.VOCAB], layout[TableField.STATES], layout[TableField.CLASSES] = V, S, C
+    layout[TableField.STEP_CLASSES], layout[TableField.BRAKE_LEN] = NS, K
+    layout[TableField.END_THINK_ID] = end_think_id
+    shapes = _table_shapes(tuple(layout))
+    for name, shape in shapes.items():
+        if V < 0 or S < 1 or C < 1 or NS < 1 or K < 1 or tuple(tables[name].shape) != shape:
+            raise ValueError(f"malformed marker tables: token_class [V], transitions [S >= 1, C >= 1], "
+                             f"match_len [S], step_class [V], step_table [NS >= 1, 3] and brake_ids [K >= 1] "
+                             f"expected, got {name} of shape {tuple(tables[name].shape)}")
+    devices = {t.device for t in tables.values()}
+    if len(devices) != 1:
+        raise ValueError(f"malformed marker tables: tensors on several devices {sorted(map(str, devices))}")
+    # Each table at an 8-byte aligned offset, so every typed view is aligned.
+    offset = 0
+    for name, entry, dtype in _TABLES:
+        offset = -(-offset // 8) * 8
+        layout[entry] = offset
+        offset += math.prod(shapes[name]) * dtype.itemsize
+    packed = torch.zeros(offset, dtype=torch.uint8, device=devices.pop())
+    for name, view in table_views(packed, tuple(layout)).items():
+        view.copy_(tables[name])
+    return packed, tuple(layout)
 
 
 @dataclass(frozen=True)
@@ -125,43 +161,12 @@ class MarkerTables:
         return self.packed.device
 
     def __post_init__(self) -> None:
-        tables = {name: getattr(self, name) for name, _, _ in _TABLES}
-        for name, _, dtype in _TABLES:
-            t = tables[name]
-            if not isinstance(t, torch.Tensor) or t.dtype != dtype:
-                raise ValueError(f"malformed marker tables: {name} must be a {dtype} tensor, "
-                                 f"got {getattr(t, 'dtype', type(t).__name__)}")
         if isinstance(self.end_think_id, bool) or not isinstance(self.end_think_id, Integral):
             raise TypeError(f"end_think_id must be an int, got {type(self.end_think_id).__name__}")
         object.__setattr__(self, "end_think_id", int(self.end_think_id))
-        V = tables["token_class"].shape[0] if tables["token_class"].dim() == 1 else -1
-        S, C = tuple(tables["transitions"].shape) if tables["transitions"].dim() == 2 else (0, 0)
-        NS = tables["step_table"].shape[0] if tables["step_table"].dim() == 2 else 0
-        K = tables["brake_ids"].shape[0] if tables["brake_ids"].dim() == 1 else 0
-        layout = [0] * len(TableField)
-        layout[TableField.VOCAB], layout[TableField.STATES], layout[TableField.CLASSES] = V, S, C
-        layout[TableField.STEP_CLASSES], layout[TableField.BRAKE_LEN] = NS, K
-        layout[TableField.END_THINK_ID] = self.end_think_id
-        shapes = _table_shapes(tuple(layout))
-        for name, shape in shapes.items():
-            if V < 0 or S < 1 or C < 1 or NS < 1 or K < 1 or tuple(tables[name].shape) != shape:
-                raise ValueError(f"malformed marker tables: token_class [V], transitions [S >= 1, C >= 1], "
-                                 f"match_len [S], step_class [V], step_table [NS >= 1, 3] and brake_ids [K >= 1] "
-                                 f"expected, got {name} of shape {tuple(tables[name].shape)}")
-        devices = {t.device for t in tables.values()}
-        if len(devices) != 1:
-            raise ValueError(f"malformed marker tables: tensors on several devices {sorted(map(str, devices))}")
-        # Each table at an 8-byte aligned offset, so every typed view is aligned.
-        offset = 0
-        for name, entry, dtype in _TABLES:
-            offset = -(-offset // 8) * 8
-            layout[entry] = offset
-            offset += math.prod(shapes[name]) * dtype.itemsize
-        packed = torch.zeros(offset, dtype=torch.uint8, device=devices.pop())
-        views = table_views(packed, tuple(layout))
-        for name, view in views.items():
-            view.copy_(tables[name])
-        self._set_packed(packed, tuple(layout), max(self.end_think_id, *tables["brake_ids"].cpu().tolist()))
+        tables = {name: getattr(self, name) for name, _, _ in _TABLES}
+        packed, layout = _pack(tables, self.end_think_id)
+        self._set_packed(packed, layout, max(self.end_think_id, *tables["brake_ids"].cpu().tolist()))
 
     def _set_packed(self, packed: torch.Tensor, layout: tuple[int, ...], max_forced_id: int) -> None:
         object.__setattr__(self, "packed", packed)
