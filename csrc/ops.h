@@ -34,26 +34,13 @@ std::tuple<at::Tensor, at::Tensor> mix_and_sample_cpu(at::TensorList logits, con
                                                       const at::Tensor& top_p, const at::Tensor& min_p,
                                                       const at::Tensor& uniform);
 
-// braking_step (SBT braking decode step): mutates logits and the per-row state in place.
-//   last_tokens and the int64 state / config tensors [B]; in_think, braking, braked bool [B];
-//   marker_ratio, end_think_margin fp32 [B] (NaN: off); max_* int64 [B] (negative: off);
-//   token_class int32 [V_tab], transitions int32 [S, C], match_len int32 [S],
-//   delim_state int64 [B] (step-delimiter matcher state, 0..2); step_class uint8 [V_tab],
-//   step_table int32 [NS, 3] (next delimiter state + 4 * delimiters completed, per state);
-//   brake_ids int64 [K] ending with end_think_id.
-#define MTA_BRAKING_STEP_ARGS(name)                                                          \
-  void name(const at::Tensor& logits, const at::Tensor& last_tokens,                       \
-            const at::Tensor& thinking_tokens, const at::Tensor& marker_tokens,            \
-            const at::Tensor& steps, const at::Tensor& in_think, const at::Tensor& braking, \
-            const at::Tensor& braked, const at::Tensor& brake_reason,                      \
-            const at::Tensor& ac_state, const at::Tensor& counted_until,                   \
-            const at::Tensor& brake_pos, const at::Tensor& delim_state,                    \
-            const at::Tensor& token_class, const at::Tensor& transitions,                  \
-            const at::Tensor& match_len, const at::Tensor& step_class,                     \
-            const at::Tensor& step_table, const at::Tensor& brake_ids, int64_t end_think_id, \
-            const at::Tensor& max_thinking_tokens, const at::Tensor& marker_ratio,         \
-            const at::Tensor& min_thinking_tokens, const at::Tensor& max_steps,            \
-            const at::Tensor& end_think_margin)
+// braking_step (SBT braking decode step): mutates logits, counters and flags in place.
+//   last_tokens int64 [B] (negative: nothing to consume); counters int64 [B, 8], flags bool
+//   [B, 3], config float64 [B, 5] and the marker tables (a uint8 buffer described by
+//   table_layout) as braking_row.h lays them out.
+#define MTA_BRAKING_STEP_ARGS(name)                                                                           \
+  void name(const at::Tensor& logits, const at::Tensor& last_tokens, const at::Tensor& counters,             \
+            const at::Tensor& flags, const at::Tensor& tables, at::IntArrayRef table_layout, const at::Tensor& config)
 MTA_BRAKING_STEP_ARGS(braking_step_cpu);
 
 #ifdef MTA_WITH_CUDA

@@ -15,15 +15,10 @@ TORCH_LIBRARY(mta, m) {
   m.def(
       "mix_and_sample(Tensor[] logits, Tensor weights, Tensor temperature, Tensor plausibility, "
       "Tensor top_k, Tensor top_p, Tensor min_p, Tensor uniform) -> (Tensor, Tensor)");
+  // Packed layout of counters, flags, tables / table_layout and config: csrc/braking_row.h.
   m.def(
-      "braking_step(Tensor(a!) logits, Tensor last_tokens, Tensor(b!) thinking_tokens, "
-      "Tensor(c!) marker_tokens, Tensor(d!) steps, Tensor(e!) in_think, Tensor(f!) braking, "
-      "Tensor(g!) braked, Tensor(h!) brake_reason, Tensor(i!) ac_state, "
-      "Tensor(j!) counted_until, Tensor(k!) brake_pos, Tensor(l!) delim_state, "
-      "Tensor token_class, Tensor transitions, Tensor match_len, Tensor step_class, "
-      "Tensor step_table, Tensor brake_ids, "
-      "int end_think_id, Tensor max_thinking_tokens, Tensor marker_ratio, "
-      "Tensor min_thinking_tokens, Tensor max_steps, Tensor end_think_margin) -> ()");
+      "braking_step(Tensor(a!) logits, Tensor last_tokens, Tensor(b!) counters, Tensor(c!) flags, "
+      "Tensor tables, int[] table_layout, Tensor config) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(mta, CPU, m) {

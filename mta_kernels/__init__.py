@@ -9,7 +9,7 @@ op (or the torch reference). ``MTA_BACKEND=reference|triton|cuda|cpp`` forces a 
 
 from mta_kernels._backend import BACKENDS, available_backends
 from mta_kernels._extension import extension_error, extension_loaded
-from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
+from mta_kernels.braking import BrakingConfig, BrakingController, BrakingState, MarkerTables, braking_step
 from mta_kernels.logprobs import linear_token_logprobs, token_logprobs
 from mta_kernels.mixing import mix_and_sample, mix_logits, wsd_switch_point
 from mta_kernels.rl import group_advantages, pass_at_k, policy_loss
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKENDS",
     "BrakingConfig",
+    "BrakingController",
     "BrakingState",
     "MarkerTables",
     "Sampler",

@@ -30,5 +30,5 @@ def register_fakes() -> None:
         return logits[0].new_empty((B,), dtype=torch.int64), logits[0].new_empty((B,), dtype=torch.float32)
 
     @torch.library.register_fake("mta::braking_step")
-    def _braking_step_fake(logits, last_tokens, *state_tables_and_config):
-        return None  # mutates logits and the state in place, returns nothing
+    def _braking_step_fake(logits, last_tokens, counters, flags, tables, table_layout, config):
+        return None  # mutates logits, counters and flags in place, returns nothing

@@ -1,9 +1,14 @@
 """Braking step: automaton vs a brute-force matcher, backends vs the reference, the
-LogitsProcessor and vLLM adapters vs braking_step, trigger edge cases and bad inputs."""
+LogitsProcessor and vLLM adapters vs braking_step, trigger edge cases and bad inputs, the
+packed layout against the C++ header, and the BrakingController vs braking_step (the op's
+opcheck is in test_opcheck.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,8 +17,11 @@ import torch
 import mta_kernels as mk
 from conftest import DEVICE
 from mta_kernels.braking import (
+    BRAKE_REASONS,
+    DELIM_START,
     SBT_MARKERS,
     BrakingConfig,
+    BrakingController,
     BrakingState,
     MarkerTables,
     braking_step,
@@ -21,6 +29,7 @@ from mta_kernels.braking import (
 )
 from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 from mta_kernels.integrations.vllm import VllmBrakingLogitsProcessor
+from mta_kernels.braking.layout import STATE_FIELDS, Config, Counter, Flag, TableField
 
 NEG_INF = float("-inf")
 KERNELS = [b for b in mk.available_backends(DEVICE) if b in ("cpp", "cuda")]
@@ -380,30 +389,192 @@ def test_bad_inputs_name_the_argument(small):
         BrakingState.new(2, in_think=torch.ones(3, dtype=torch.bool))
 
 
-# --------------------------------------------------------------------------- op registration
-@pytest.mark.skipif("cpp" not in KERNELS and "cuda" not in KERNELS, reason="C++ extension not loaded")
-def test_opcheck(small):
-    t = small.to(DEVICE)
-    B = 3
-    state = BrakingState.new(B, DEVICE)
-    cfg = BrakingConfig(max_thinking_tokens=torch.tensor([0, 5, 5]), end_think_margin=1.0)
-    params = cfg.normalised(B, torch.device(DEVICE))
-    args = (torch.randn(B, 12, device=DEVICE), torch.tensor([3, 4, -1], device=DEVICE), *state.tensors(),
-            t.token_class, t.transitions, t.match_len, t.step_class, t.step_table, t.brake_ids, t.end_think_id,
-            *(p.clone() for p in params))
-    torch.library.opcheck(torch.ops.mta.braking_step.default, args)
-
-
+# --------------------------------------------------------------------------- packed layout
 def test_reference_matches_spec_order_of_triggers():
     # Budget wins over ratio and steps when several hold at once.
     t = MarkerTables.from_token_ids([[3]], [3], 1, [1], 8)
     state = BrakingState.new(1)
     logits = torch.zeros(1, 8)
-    braking_step_reference(
-        logits, torch.tensor([3]), *state.tensors(), t.token_class, t.transitions, t.match_len, t.step_class, t.step_table,
-        t.brake_ids, 1, torch.tensor([1]), torch.tensor([0.5]), torch.tensor([0]), torch.tensor([1]), None,
-    )
+    config = BrakingConfig(max_thinking_tokens=1, marker_ratio=0.5, min_thinking_tokens=0, max_steps=1)
+    braking_step_reference(logits, torch.tensor([3]), state.counters, state.flags, t.packed, t.layout,
+                           config.normalised(1, torch.device("cpu")))
     assert state.brake_reason.tolist() == [1] and logits[0, 1] == 0
+
+
+def _cpp_enum(text: str, opening: str) -> list[str]:
+    """Member declarations (comments dropped) of the enum that follows ``opening``."""
+    body = re.search(re.escape(opening) + r"[^{]*\{(.*?)\};", text, re.S).group(1)
+    return [m.strip() for m in re.sub(r"//[^\n]*", "", body).split(",") if m.strip()]
+
+
+def _upper_snake(cpp_name: str) -> str:  # kThinkingTokens -> THINKING_TOKENS
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cpp_name[1:]).upper()
+
+
+def test_layout_names_the_same_fields_as_the_cpp_header():
+    text = (Path(__file__).resolve().parents[1] / "csrc" / "braking_row.h").read_text()
+    for namespace, enum in (("counter", Counter), ("flag", Flag), ("config", Config), ("table", TableField)):
+        members = _cpp_enum(text, f"namespace {namespace} {{")
+        assert members[-1] == "kCount", namespace
+        assert [_upper_snake(m) for m in members[:-1]] == [m.name for m in enum], namespace
+    reasons = {}
+    for member in _cpp_enum(text, "enum class BrakeReason"):
+        name, value = (x.strip() for x in member.split("="))
+        reasons[int(value)] = _upper_snake(name).lower().replace("_", " ")
+    assert reasons == BRAKE_REASONS
+
+
+def test_state_fields_are_views_of_the_packed_tensors():
+    state = BrakingState.new(3, in_think=torch.tensor([True, False, True]))
+    assert state.counters.shape == (3, len(Counter)) and state.flags.shape == (3, len(Flag))
+    assert state.delim_state.tolist() == [DELIM_START] * 3 and state.in_think.tolist() == [True, False, True]
+    state.steps[1] = 5
+    state.braked = torch.tensor([False, True, False])  # assignment copies into the column
+    assert state.counters[1, Counter.STEPS] == 5 and state.flags[:, Flag.BRAKED].tolist() == [False, True, False]
+    # Slices of the fields (what the vLLM adapter passes) stay views of the same storage...
+    view = BrakingState(*(t[:2] for t in state.tensors()))
+    view.thinking_tokens += 7
+    view.reset_row(0, False)
+    assert state.thinking_tokens.tolist() == [0, 7, 0] and not state.in_think[0]
+    assert state.delim_state[0] == DELIM_START and state.steps[1] == 5
+    # ... separate tensors (by position or by name) are copied into a new pair.
+    fields = {name: t.clone() for name, t in zip(STATE_FIELDS, state.tensors())}
+    for copy in (BrakingState(*fields.values()), BrakingState(**fields)):
+        assert torch.equal(copy.counters, state.counters) and torch.equal(copy.flags, state.flags)
+        copy.steps += 1
+        assert state.steps.tolist() == [0, 5, 0]
+    clone = state.clone()
+    clone.braking[2] = True
+    assert not state.braking[2] and torch.equal(state.to("cpu").counters, state.counters)
+    with pytest.raises(TypeError, match="missing"):
+        BrakingState(*list(fields.values())[:5])
+    with pytest.raises(ValueError, match="counters"):
+        BrakingState(state.counters[:, :4], state.flags)
+    with pytest.raises(ValueError, match="contiguous"):
+        BrakingState(state.counters.t().contiguous().t(), state.flags)
+
+
+def test_tables_are_views_of_one_buffer():
+    t = MarkerTables.from_token_ids([[5, 6], [6]], [9], 3, [7, 3], vocab_size=10)
+    assert t.packed.dtype == torch.uint8 and t.packed.dim() == 1
+    for name in ("token_class", "transitions", "match_len", "step_class", "step_table", "brake_ids"):
+        view = getattr(t, name)
+        assert view.untyped_storage().data_ptr() == t.packed.untyped_storage().data_ptr(), name
+    assert t.brake_ids.tolist() == [7, 3] and t.match_len.tolist() == [0, 0, 2, 1]
+    moved = t.to("cpu")
+    assert moved is t
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.end_think_id = 4
+    with pytest.raises(ValueError, match="malformed"):
+        dataclasses.replace(t, match_len=t.match_len.long())
+    with pytest.raises(ValueError, match="malformed"):
+        dataclasses.replace(t, brake_ids=t.brake_ids[:0])
+
+
+@pytest.mark.parametrize("backend", KERNELS)
+def test_raw_op_rejects_malformed_arguments(backend, small):
+    t = small.to(DEVICE)
+    state = BrakingState.new(2, DEVICE)
+    config = BrakingConfig().normalised(2, torch.device(DEVICE))
+    last = torch.tensor([3, -1], device=DEVICE)
+
+    def call(**changes):
+        args = dict(logits=torch.zeros(2, 12, device=DEVICE), last_tokens=last, counters=state.counters,
+                    flags=state.flags, tables=t.packed, table_layout=list(t.layout), config=config)
+        args.update(changes)
+        torch.ops.mta.braking_step(*args.values())
+
+    call()
+    bad_layouts = {
+        "outside": TableField.BRAKE_IDS_OFFSET, "misaligned": TableField.TRANSITIONS_OFFSET,
+        "states": TableField.STATES, "classes": TableField.CLASSES,
+    }
+    for what, entry in bad_layouts.items():
+        layout = list(t.layout)
+        layout[entry] = {"outside": t.packed.numel(), "misaligned": layout[entry] + 2}.get(what, 2**62)
+        with pytest.raises(RuntimeError, match="marker tables"):
+            call(table_layout=layout)
+    with pytest.raises(RuntimeError, match="table_layout"):
+        call(table_layout=list(t.layout)[:-1])
+    with pytest.raises(RuntimeError, match="end_think_id"):
+        call(logits=torch.zeros(2, 1, device=DEVICE))
+    with pytest.raises(RuntimeError, match="counters"):
+        call(counters=state.counters[:, :5].contiguous())
+    with pytest.raises(RuntimeError, match="flags"):
+        call(flags=state.flags.long())
+    with pytest.raises(RuntimeError, match="config"):
+        call(config=config.float())
+    with pytest.raises(RuntimeError, match="last_tokens"):
+        call(last_tokens=last.int())
+    with pytest.raises(RuntimeError, match="tables"):
+        call(tables=t.packed.view(torch.int8))
+
+
+# --------------------------------------------------------------------------- controller
+def controller_run(backend, monkeypatch, *, functional: bool, seed: int = 0, B: int = 6, V: int = 30, steps: int = 40):
+    """Random decoding through the controller (or braking_step), config edited between steps."""
+    monkeypatch.setenv("MTA_BACKEND", backend)
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    tables = MarkerTables.from_token_ids(random_patterns(rng, [3, 4, 5], 4), [6], 1, [7, 8, 1], V)
+    budget = torch.tensor([rng.choice([-1, 5, 12, 30]) for _ in range(B)], device=DEVICE)
+    cfg = BrakingConfig(max_thinking_tokens=budget, marker_ratio=0.4, min_thinking_tokens=4)
+    in_think = torch.tensor([i != 1 for i in range(B)])
+    controller = BrakingController(tables, cfg, B, DEVICE, in_think=in_think)
+    state = BrakingState.new(B, DEVICE, in_think=in_think)
+    tables = tables.to(DEVICE)
+    history, last = [], None
+    for step in range(steps):
+        if step == 10:
+            budget[0] = 3  # in place
+        if step == 20:
+            controller.cfg.max_steps = 2  # a new scalar on the same config
+            cfg.max_steps = 2
+        if step == 30:
+            cfg = controller.cfg = BrakingConfig(end_think_margin=0.5)  # a new config
+        logits = (torch.randn(B, V, generator=g) * 2).to(DEVICE)
+        if functional:
+            braking_step(logits, last, state, tables, cfg)
+        else:
+            controller.step(logits, last)
+            state = controller.state
+        history.append((logits.cpu(), state.counters.cpu().clone(), state.flags.cpu().clone()))
+        nxt = torch.where(torch.isinf(logits).any(1).cpu(), logits.argmax(1).cpu(), torch.randint(2, V, (B,), generator=g))
+        last = nxt.to(DEVICE)
+    return history
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_controller_equals_braking_step(backend, monkeypatch):
+    want = controller_run(backend, monkeypatch, functional=True)
+    got = controller_run(backend, monkeypatch, functional=False)
+    for (wl, wc, wf), (gl, gc, gf) in zip(want, got):
+        assert torch.equal(gl, wl) and torch.equal(gc, wc) and torch.equal(gf, wf)
+    assert len(set(want[-1][1][:, Counter.BRAKE_REASON].tolist()) - {0}) >= 2  # several triggers fired
+
+
+def test_controller_checks_once_and_guards_shapes(small):
+    controller = BrakingController(small, BrakingConfig(max_steps=1), 2)
+    assert controller.backend == ("cpp" if mk.extension_loaded() else "reference")
+    assert controller.state.batch_size == 2 and controller.tables.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="B=2"):
+        controller.step(torch.zeros(3, 12))
+    with pytest.raises(ValueError, match="contiguous"):
+        controller.step(torch.zeros(2, 24)[:, ::2])
+    with pytest.raises(ValueError, match="vocabulary"):
+        controller.step(torch.zeros(2, 8))
+    with pytest.raises(ValueError, match="last_tokens"):
+        controller.step(torch.zeros(2, 12), torch.zeros(2, dtype=torch.int32))
+    with pytest.raises(ValueError, match="marker_ratio"):
+        controller.cfg = BrakingConfig(marker_ratio=-1.0)
+    with pytest.raises(TypeError, match="cfg"):
+        BrakingController(small, {"max_steps": 1}, 2)
+    with pytest.raises(TypeError, match="tables"):
+        BrakingController(None, BrakingConfig(), 2)
+    with pytest.raises(ValueError, match="in_think"):
+        BrakingController(small, BrakingConfig(), 2, in_think=torch.ones(3, dtype=torch.bool))
+    empty = BrakingController(small, BrakingConfig(), 0)
+    assert empty.step(torch.zeros(0, 12)).shape == (0, 12)
 
 
 def test_config_edits_between_steps_take_effect():

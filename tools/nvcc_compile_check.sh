@@ -9,7 +9,8 @@
 #   unzip -q /tmp/tw/torch-*.whl 'torch/include/*' 'torch/share/cmake/*' -d .torch-cuda-headers
 # Torch headers go in with -isystem so that only our own code is held to -Werror.
 # Flags follow torch.utils.cpp_extension (torch >= 2.13 headers need C++20). Warnings are
-# errors: the sources are meant to compile clean. Extra arguments go to nvcc.
+# errors: the sources are meant to compile clean. Extra arguments go to nvcc; SOURCES picks
+# some of the .cu files (default: all of csrc/cuda), e.g. SOURCES=csrc/cuda/braking.cu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HDR="${1:-.torch-cuda-headers}"
@@ -20,7 +21,7 @@ PYINC="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 status=0
-for src in csrc/cuda/*.cu; do
+for src in ${SOURCES:-csrc/cuda/*.cu}; do
   echo "== $src"
   "$NVCC" -std=c++20 -O3 -c "$src" -o "$OUT/$(basename "$src").o" \
     -DMTA_WITH_CUDA -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H \

@@ -2,23 +2,34 @@
 // then an inverse-CDF draw. The semantics are those of mta_kernels/sampling/reference.py
 // (its module docstring); the reference sorts, this file never does.
 //
+// EXPERIMENTAL: dispatch never picks these kernels (only MTA_BACKEND=cuda runs them; CUDA
+// tensors take the Triton kernels) until a GPU run measures them faster than the Triton
+// path. Tests hold them to the reference like every backend.
+//
 // One thread block per row. Every filter is a threshold on z, so the kept set is
-// {key(z) >= t} for one order-preserving uint32 key t, found by exact radix select
+// {order_key(z) >= t} for one order-preserving uint32 key t, found by exact radix select
 // (4 levels of 8-bit digits, shared-memory histograms): counts for top-k, probability mass
 // for top-p, min-p directly from the row max. Comparing keys, not sorted positions, keeps
 // every tie at a cut, as the reference does.
 //
-// Row passes (each reads the row again; z is recomputed bit-identically every time):
-//   1. max, first argmax, sum of exp(z - max), number of non -inf values
-//   2. top-k: up to 4 count-histogram levels (stops when the crossing bucket is kept whole)
-//   3. top-p: up to 4 mass-histogram levels (stops when the crossing bucket has one token;
-//      fp32 weights, double bins)
-//   4. filter: write the row | sample: sum of kept weights (skipped when already known),
-//      then a block-wide prefix-sum scan in vocabulary order that stops at the drawn token.
+// The kernel is the Triton primitives' sequence, one named device function each (see
+// mta_kernels/sampling/triton_kernels.py), each reading the row again (z is recomputed
+// bit-identically every time):
+//   row_max_sum         max, first argmax, sum of exp(z - max), number of non -inf values
+//   row_cut             min-p in closed form, then
+//     radix_select_count  top-k: up to 4 count-histogram levels (stops when the crossing
+//                         bucket is kept whole)
+//     radix_select_mass   top-p: up to 4 mass-histogram levels (stops when the crossing
+//                         bucket has one token; fp32 weights, double bins)
+//   write_filtered_row  filter_logits' output | sample: kept_mass (skipped when row_cut
+//                       knows it), then inverse_cdf_draw, a block-wide prefix-sum scan in
+//                       vocabulary order that stops at the drawn token, and token_logprob.
 // No host synchronisation and no allocation besides the outputs: CUDA-graph capturable.
 
 #include "ops.h"
 
+#include <ATen/Dispatch_v2.h>
+#include <c10/cuda/CUDAMacros.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -28,6 +39,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <type_traits>
 
 namespace mta {
@@ -161,9 +173,9 @@ struct Scale {
   }
 };
 
-// Order-preserving key: a < b <=> key(a) < key(b) for non-NaN floats; -0.0 and +0.0 share
-// one key so that they compare equal, as floats do.
-__device__ __forceinline__ uint32_t ord_key(float z) {
+// Order-preserving key (_order_key): a < b <=> key(a) < key(b) for non-NaN floats; -0.0
+// and +0.0 share one key so that they compare equal, as floats do.
+__device__ __forceinline__ uint32_t order_key(float z) {
   uint32_t b = __float_as_uint(z);
   if (b == 0x80000000u) b = 0u;
   return b ^ (static_cast<uint32_t>(static_cast<int32_t>(b) >> 31) | 0x80000000u);
@@ -417,7 +429,9 @@ __device__ void select_mass(Shared& sh, double before, float top_p, bool first_l
   }
 }
 
-// ---------------------------------------------------------------- the kernel
+// ---------------------------------------------------------------- row primitives
+// Each matches a Triton primitive of mta_kernels/sampling/triton_kernels.py (named in its
+// comment); all threads of the block call them (they synchronise it).
 
 struct RowParams {
   const float* temperature;
@@ -427,6 +441,272 @@ struct RowParams {
   const float* uniform;  // sample only
 };
 
+// Pass 1 (_row_max_argmax): max z, first argmax, sum of exp(z - max) and the number of
+// z > -inf, into sh.m, sh.arg, sh.s_all, sh.nfin.
+template <typename T>
+__device__ __forceinline__ void row_max_sum(const Row<T>& row, const Scale& sc, Shared& sh) {
+  MaxSum acc{-INFINITY, 0.f, INT_MAX, 0};
+  for_each(row, [&](int i, float x, bool ok) {
+    const float z = sc(x);
+    if (!ok || !(z > -INFINITY)) return;
+    ++acc.n;
+    if (z > acc.m) {  // online softmax: rescale the running sum to the new max
+      acc.s = (acc.s > 0.f ? acc.s * weight(acc.m, z) : 0.f) + 1.f;
+      acc.m = z;
+      acc.arg = i;
+    } else {
+      acc.s += weight(z, acc.m);
+    }
+  });
+  block_reduce_maxsum(acc, sh);
+}
+
+// Top-k (_radix_select by count): the key of the k-th largest z, keeping ties; kFloorKey
+// when top-k cannot bind. Tokens below `lo` are not counted; `t` is the min-p key (a cut
+// above a whole bucket ends the walk early unless top-p still needs the exact key).
+template <typename T>
+__device__ __forceinline__ uint32_t radix_select_count(const Row<T>& row, const Scale& sc, Shared& sh, int64_t k,
+                                                       uint32_t lo, uint32_t t, bool p_on) {
+  const int warp = threadIdx.x / 32;
+  uint32_t prefix = 0u;
+  int k_rem = static_cast<int>(k);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < kBins; i += kBlock) sh.counts[i] = 0u;
+    __syncthreads();
+    for_each(row, [&](int, float x, bool ok) {
+      const uint32_t key = order_key(sc(x));
+      // atomicAdd(.., 1) compiles to a warp-aggregated shared increment (ATOMS.POPC.INC).
+      if (ok && key >= lo && in_prefix(key, prefix, shift)) atomicAdd(&sh.counts[(key >> shift) & 0xffu], 1u);
+    });
+    __syncthreads();
+    if (warp == 0) select_count(sh, k_rem);
+    __syncthreads();
+    const SelCount sel = sh.sel_count;
+    if (sel.digit < 0) break;  // the k-th largest is below t: top-k cannot bind
+    const uint32_t lo_key = prefix | (static_cast<uint32_t>(sel.digit) << shift);
+    const uint32_t hi_key = lo_key | ((1u << shift) - 1u);
+    k_rem -= sel.above;
+    if (sel.count == k_rem || shift == 0) return lo_key;  // the whole bucket is kept
+    if (!p_on && hi_key < t) break;                       // min-p cuts above the whole bucket
+    prefix = lo_key;
+  }
+  return kFloorKey;
+}
+
+// The key threshold of one row and, when known without another pass, the kept mass.
+struct Cut {
+  uint32_t key;     // keep z iff order_key(z) >= key
+  bool mass_known;  // mass below is exact for the kept set
+  double mass;
+};
+
+// Top-p (_radix_select by mass) over what top-k kept (keys >= t_k): the smallest value
+// whose strictly-larger mass is < p * Z; kFloorKey when top-p cannot bind. `t` is the min-p
+// key; `cut` gets the kept mass when the walk ends on it.
+template <typename T>
+__device__ __forceinline__ uint32_t radix_select_mass(const Row<T>& row, const Scale& sc, Shared& sh, float m,
+                                                      uint32_t t_k, uint32_t t, const float* top_p, Cut& cut) {
+  const int warp = threadIdx.x / 32;
+  uint32_t prefix = 0u;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < kWarps * kBins; i += kBlock) (&sh.warp_bins[0][0])[i] = 0.0;
+    for (int i = threadIdx.x; i < kBins; i += kBlock) sh.counts[i] = 0u;
+    __syncthreads();
+    // The first level needs every top-k survivor for Z; below it, tokens under t
+    // (min-p) cannot move a cut that matters, so they are skipped.
+    const uint32_t lo = shift == 24 ? t_k : max(t_k, t);
+    double* my_bins = sh.warp_bins[warp];
+    for_each(row, [&](int, float x, bool ok) {
+      const float z = sc(x);
+      const uint32_t key = order_key(z);
+      const bool in = ok && key >= lo && in_prefix(key, prefix, shift);
+      if (!__any_sync(kFull, in)) return;  // warp-uniform
+      const unsigned digit = in ? (key >> shift) & 0xffu : kNoDigit;
+      const unsigned peers = __match_any_sync(kFull, digit);
+      const float s = reduce_peers(peers, in ? weight(z, m) : 0.f);
+      if (in && lane_id() == static_cast<unsigned>(__ffs(peers) - 1)) {
+        atomicAdd(&sh.counts[digit], static_cast<unsigned>(__popc(peers)));
+        my_bins[digit] += s;  // group leaders of one warp hold distinct digits
+      }
+      __syncwarp();  // orders this warp's bin updates across iterations
+    });
+    __syncthreads();
+    for (int d = threadIdx.x; d < kBins; d += kBlock) {
+      double s = 0.0;
+      for (int w = 0; w < kWarps; ++w) s += sh.warp_bins[w][d];
+      sh.bins[d] = s;
+    }
+    __syncthreads();
+    // `before` and p are re-read rather than kept in registers through the row pass.
+    if (warp == 0) select_mass(sh, shift == 24 ? 0.0 : sh.sel_mass.before, *top_p, shift == 24);
+    __syncthreads();
+    const SelMass sel = sh.sel_mass;
+    if (sel.digit < 0) break;
+    const uint32_t lo_key = prefix | (static_cast<uint32_t>(sel.digit) << shift);
+    const uint32_t hi_key = lo_key | ((1u << shift) - 1u);
+    if (sel.count == 1 || shift == 0) {
+      // Kept mass is exactly `after` unless min-p cuts deeper than top-k/top-p.
+      if (t <= max(t_k, lo_key)) {
+        cut.mass_known = true;
+        cut.mass = sel.after;
+      }
+      return lo_key;
+    }
+    if (hi_key < t) break;  // min-p cuts above the whole bucket
+    prefix = lo_key;
+  }
+  return kFloorKey;
+}
+
+// _row_cut: the kept set {order_key(z) >= key} of a non-greedy row with a finite logit,
+// after row_max_sum: min-p in closed form, then top-k and top-p by radix select.
+template <typename T>
+__device__ __forceinline__ Cut row_cut(const Row<T>& row, const Scale& sc, Shared& sh, const RowParams& prm,
+                                       int64_t b) {
+  const float m = sh.m;
+  const int64_t k = prm.top_k[b];
+  const float p = prm.top_p[b];
+  const float mp = prm.min_p[b];
+  const bool k_on = k > 0 && k < sh.nfin;  // k >= number of finite values keeps them all
+  const bool p_on = p < 1.f;               // false for NaN too
+  Cut cut{kFloorKey, false, 0.0};
+  uint32_t t = kFloorKey;
+  if (mp > 0.f) {  // false for NaN too
+    // m + log(min_p) in fp32 like the reference (min_p clamped to 1 so that the max always
+    // stays); the log in double is immune to fast-math flags.
+    const float lg = static_cast<float>(log(static_cast<double>(fminf(fmaxf(mp, 1e-38f), 1.f))));
+    t = max(t, order_key(__fadd_rn(m, lg)));
+  }
+  // Without top-p the exact t_k matters only above t, so tokens below t are not counted.
+  const uint32_t t_k = k_on ? radix_select_count(row, sc, sh, k, p_on ? kFloorKey : t, t, p_on) : kFloorKey;
+  const uint32_t t_p = p_on ? radix_select_mass(row, sc, sh, m, t_k, t, prm.top_p + b, cut) : kFloorKey;
+  if (t == kFloorKey && t_k == kFloorKey && t_p == kFloorKey) {
+    cut.mass_known = true;  // nothing filtered: pass 1 already summed every weight
+    cut.mass = sh.s_all;
+  }
+  cut.key = max(t, max(t_k, t_p));
+  return cut;
+}
+
+// filter_logits' output row: z where kept (greedy rows: the first argmax only), else -inf.
+template <typename T>
+__device__ __forceinline__ void write_filtered_row(const Row<T>& row, const Scale& sc, Shared& sh, uint32_t key,
+                                                   float* __restrict__ orow) {
+  constexpr int kVec = Row<T>::kVec;
+  const bool vec_ok = (reinterpret_cast<uintptr_t>(orow + row.head) & 15u) == 0u;
+  const int greedy_idx = sc.greedy && sh.nfin > 0 ? sh.arg : -1;  // read late: fewer live registers
+  for (int s0 = 0; s0 < row.nseg(); s0 += kBlock) {
+    float v[kVec];
+    int start;
+    const int s = s0 + static_cast<int>(threadIdx.x);
+    const int len = row.load(s, v, start);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      const float z = sc(v[j]);
+      const bool keep = sc.greedy ? start + j == greedy_idx : order_key(z) >= key;
+      v[j] = keep ? z : -INFINITY;
+    }
+    if (len == kVec && s >= 1 && vec_ok) {
+#pragma unroll
+      for (int j = 0; j < kVec; j += 4)
+        *reinterpret_cast<float4*>(orow + start + j) = make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j)
+        if (j < len) orow[start + j] = v[j];
+    }
+  }
+}
+
+// Sum of the kept weights, in double, when row_cut could not know it.
+template <typename T>
+__device__ __forceinline__ double kept_mass(const Row<T>& row, const Scale& sc, Shared& sh, uint32_t key, float m) {
+  float part = 0.f;
+  for_each(row, [&](int, float x, bool ok) {
+    const float z = sc(x);
+    if (ok && order_key(z) >= key) part += weight(z, m);
+  });
+  return block_sum(part, sh);
+}
+
+// _draw: inverse-CDF draw in vocabulary order among the kept tokens: the first whose
+// running mass exceeds u * Z (a block-wide prefix-sum scan that stops at the drawn tile).
+// Rounding can leave u * Z at or past the end of the running sum: the reference then takes
+// the last kept token. u is clamped to >= 0 (NaN -> 0) so the pick is always kept.
+template <typename T>
+__device__ __forceinline__ int inverse_cdf_draw(const Row<T>& row, const Scale& sc, Shared& sh, uint32_t key, float m,
+                                                double z_total, float u) {
+  constexpr int kVec = Row<T>::kVec;
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const double target = static_cast<double>(fmaxf(u, 0.f)) * z_total;
+  if (tid == 0) {
+    sh.hit = INT_MAX;
+    sh.last_kept = -1;
+  }
+  __syncthreads();
+  const int lane = lane_id();
+  double base = 0.0;  // kept mass before this tile
+  int last = -1;
+  for (int s0 = 0; s0 < row.nseg(); s0 += kBlock) {
+    float v[kVec], w[kVec];
+    int start;
+    row.load(s0 + tid, v, start);  // missing elements read as -inf: weight 0, not kept
+    float mine = 0.f;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      const float z = sc(v[j]);
+      const bool keep = order_key(z) >= key;
+      w[j] = keep ? weight(z, m) : 0.f;
+      if (keep) last = start + j;
+      mine += w[j];
+    }
+    // Block exclusive prefix sum of the per-thread sums, in double.
+    const double incl = warp_inclusive_sum(static_cast<double>(mine), lane);
+    double excl = __shfl_up_sync(kFull, incl, 1);
+    if (lane == 0) excl = 0.0;
+    if (lane == 31) sh.dscratch[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+      const double wt = sh.dscratch[lane];
+      const double wi = warp_inclusive_sum(static_cast<double>(wt), lane);
+      const double we = __shfl_up_sync(kFull, wi, 1);
+      sh.dscratch2[lane] = lane == 0 ? 0.0 : we;
+      if (lane == 31) sh.tile_total = wi;
+    }
+    __syncthreads();
+    const double thread_base = base + (sh.dscratch2[warp] + excl);
+    float run = 0.f;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      run += w[j];
+      // First position whose running mass exceeds u * Z (w > 0: only a kept token, even
+      // where rounding makes the sums across threads not quite monotone).
+      if (w[j] > 0.f && thread_base + static_cast<double>(run) > target) {
+        atomicMin(&sh.hit, start + j);
+        break;
+      }
+    }
+    base += sh.tile_total;
+    __syncthreads();
+    if (sh.hit != INT_MAX) break;  // block-uniform
+  }
+  if (sh.hit == INT_MAX) {
+    atomicMax(&sh.last_kept, last);
+    __syncthreads();
+  }
+  return sh.hit != INT_MAX ? sh.hit : sh.last_kept;
+}
+
+// _logprob: log p of the drawn token under the kept distribution.
+__device__ __forceinline__ float token_logprob(float z, float m, double z_total) {
+  const double lz = log(z_total);
+  const double lp = m == INFINITY ? -lz : static_cast<double>(z) - static_cast<double>(m) - lz;
+  return static_cast<float>(lp);
+}
+
+// ---------------------------------------------------------------- the kernel
+
 template <typename T, bool kSample>
 __global__ void __launch_bounds__(kBlock, 1)
     sampling_kernel(const T* __restrict__ logits, int V, RowParams prm,
@@ -434,259 +714,34 @@ __global__ void __launch_bounds__(kBlock, 1)
                     int64_t* __restrict__ tokens,     // sample: [B]
                     float* __restrict__ logprobs) {   // sample: [B]
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Shared& sh = *reinterpret_cast<Shared*>(smem_raw);  // ~69 KB: dynamic, opted in at launch
+  Shared& sh = *reinterpret_cast<Shared*>(smem_raw);  // ~69 KB: dynamic, opted in per device
   const int64_t b = blockIdx.x;
-  const int tid = threadIdx.x;
-  const int warp = tid / 32;
   const Row<T> row(logits + b * V, V);
   const float temperature = prm.temperature[b];
   const Scale sc{temperature, temperature == 0.f};
 
-  // ---- pass 1: max, first argmax, sum of exp(z - max), count of z > -inf.
-  {
-    MaxSum acc{-INFINITY, 0.f, INT_MAX, 0};
-    for_each(row, [&](int i, float x, bool ok) {
-      const float z = sc(x);
-      if (!ok || !(z > -INFINITY)) return;
-      ++acc.n;
-      if (z > acc.m) {  // online softmax: rescale the running sum to the new max
-        acc.s = (acc.s > 0.f ? acc.s * weight(acc.m, z) : 0.f) + 1.f;
-        acc.m = z;
-        acc.arg = i;
-      } else {
-        acc.s += weight(z, acc.m);
-      }
-    });
-    block_reduce_maxsum(acc, sh);
-  }
-  const float m = sh.m;
+  row_max_sum(row, sc, sh);
   const bool has = sh.nfin > 0;
+  // Rows without a finite logit keep nothing; greedy rows keep their argmax.
+  Cut cut{0xffffffffu, false, 0.0};
+  if (has && !sc.greedy) cut = row_cut(row, sc, sh, prm, b);
 
-  // ---- thresholds (non-greedy rows with a finite logit): keep iff key(z) >= t.
-  uint32_t t = 0xffffffffu;  // nothing kept (rows without a finite logit)
-  bool z_known = false;
-  double z_final = 0.0;
-  if (has && !sc.greedy) {
-    const int64_t k = prm.top_k[b];
-    const float p = prm.top_p[b];
-    const float mp = prm.min_p[b];
-    const bool k_on = k > 0 && k < sh.nfin;  // k >= number of finite values keeps them all
-    const bool p_on = p < 1.f;               // false for NaN too
-    t = kFloorKey;
-    if (mp > 0.f) {  // false for NaN too
-      // m + log(min_p) in fp32 like the reference (min_p clamped to 1 so that the max always
-      // stays); the log in double is immune to fast-math flags.
-      const float lg = static_cast<float>(log(static_cast<double>(fminf(fmaxf(mp, 1e-38f), 1.f))));
-      t = max(t, ord_key(__fadd_rn(m, lg)));
-    }
-
-    // -- top-k: the k-th largest key by count, keeping ties.
-    uint32_t t_k = kFloorKey;
-    if (k_on) {
-      // Without top-p the exact t_k matters only above t, so tokens below t are not counted.
-      const uint32_t lo = p_on ? kFloorKey : t;
-      uint32_t prefix = 0u;
-      int k_rem = static_cast<int>(k);
-      for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = tid; i < kBins; i += kBlock) sh.counts[i] = 0u;
-        __syncthreads();
-        for_each(row, [&](int, float x, bool ok) {
-          const uint32_t key = ord_key(sc(x));
-          // atomicAdd(.., 1) compiles to a warp-aggregated shared increment (ATOMS.POPC.INC).
-          if (ok && key >= lo && in_prefix(key, prefix, shift))
-            atomicAdd(&sh.counts[(key >> shift) & 0xffu], 1u);
-        });
-        __syncthreads();
-        if (warp == 0) select_count(sh, k_rem);
-        __syncthreads();
-        const SelCount sel = sh.sel_count;
-        if (sel.digit < 0) break;  // the k-th largest is below t: top-k cannot bind
-        const uint32_t lo_key = prefix | (static_cast<uint32_t>(sel.digit) << shift);
-        const uint32_t hi_key = lo_key | ((1u << shift) - 1u);
-        k_rem -= sel.above;
-        if (sel.count == k_rem || shift == 0) {  // the whole bucket is kept
-          t_k = lo_key;
-          break;
-        }
-        if (!p_on && hi_key < t) break;  // min-p cuts above the whole bucket
-        prefix = lo_key;
-      }
-    }
-
-    // -- top-p over what top-k kept: smallest value whose strictly-larger mass < p * Z.
-    uint32_t t_p = kFloorKey;
-    if (p_on) {
-      uint32_t prefix = 0u;
-      for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = tid; i < kWarps * kBins; i += kBlock) (&sh.warp_bins[0][0])[i] = 0.0;
-        for (int i = tid; i < kBins; i += kBlock) sh.counts[i] = 0u;
-        __syncthreads();
-        // The first level needs every top-k survivor for Z; below it, tokens under t
-        // (min-p) cannot move a cut that matters, so they are skipped.
-        const uint32_t lo = shift == 24 ? t_k : max(t_k, t);
-        double* my_bins = sh.warp_bins[warp];
-        for_each(row, [&](int, float x, bool ok) {
-          const float z = sc(x);
-          const uint32_t key = ord_key(z);
-          const bool in = ok && key >= lo && in_prefix(key, prefix, shift);
-          if (!__any_sync(kFull, in)) return;  // warp-uniform
-          const unsigned digit = in ? (key >> shift) & 0xffu : kNoDigit;
-          const unsigned peers = __match_any_sync(kFull, digit);
-          const float s = reduce_peers(peers, in ? weight(z, m) : 0.f);
-          if (in && lane_id() == static_cast<unsigned>(__ffs(peers) - 1)) {
-            atomicAdd(&sh.counts[digit], static_cast<unsigned>(__popc(peers)));
-            my_bins[digit] += s;  // group leaders of one warp hold distinct digits
-          }
-          __syncwarp();  // orders this warp's bin updates across iterations
-        });
-        __syncthreads();
-        for (int d = tid; d < kBins; d += kBlock) {
-          double s = 0.0;
-          for (int w = 0; w < kWarps; ++w) s += sh.warp_bins[w][d];
-          sh.bins[d] = s;
-        }
-        __syncthreads();
-        // `before` and p are re-read rather than kept in registers through the row pass.
-        if (warp == 0)
-          select_mass(sh, shift == 24 ? 0.0 : sh.sel_mass.before, prm.top_p[b], shift == 24);
-        __syncthreads();
-        const SelMass sel = sh.sel_mass;
-        if (sel.digit < 0) break;
-        const uint32_t lo_key = prefix | (static_cast<uint32_t>(sel.digit) << shift);
-        const uint32_t hi_key = lo_key | ((1u << shift) - 1u);
-        if (sel.count == 1 || shift == 0) {
-          t_p = lo_key;
-          // Kept mass is exactly `after` unless min-p cuts deeper than top-k/top-p.
-          if (t <= max(t_k, t_p)) {
-            z_known = true;
-            z_final = sel.after;
-          }
-          break;
-        }
-        if (hi_key < t) break;  // min-p cuts above the whole bucket
-        prefix = lo_key;
-      }
-    }
-    if (t == kFloorKey && t_k == kFloorKey && t_p == kFloorKey) {
-      z_known = true;  // nothing filtered: pass 1 already summed every weight
-      z_final = sh.s_all;
-    }
-    t = max(t, max(t_k, t_p));
-  }
-
-  // ---- filter_logits: write the row.
   if constexpr (!kSample) {
-    constexpr int kVec = Row<T>::kVec;
-    float* orow = out + b * V;
-    const bool vec_ok = (reinterpret_cast<uintptr_t>(orow + row.head) & 15u) == 0u;
-    const int greedy_idx = sc.greedy && sh.nfin > 0 ? sh.arg : -1;  // read late: fewer live registers
-    for (int s0 = 0; s0 < row.nseg(); s0 += kBlock) {
-      float v[kVec];
-      int start;
-      const int s = s0 + tid;
-      const int len = row.load(s, v, start);
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        const float z = sc(v[j]);
-        const bool keep = sc.greedy ? start + j == greedy_idx : ord_key(z) >= t;
-        v[j] = keep ? z : -INFINITY;
-      }
-      if (len == kVec && s >= 1 && vec_ok) {
-#pragma unroll
-        for (int j = 0; j < kVec; j += 4)
-          *reinterpret_cast<float4*>(orow + start + j) = make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
-      } else {
-#pragma unroll
-        for (int j = 0; j < kVec; ++j)
-          if (j < len) orow[start + j] = v[j];
-      }
-    }
-    return;
-  }
-
-  // ---- sample.
-  if constexpr (kSample) {
+    write_filtered_row(row, sc, sh, cut.key, out + b * V);
+  } else {
     if (!has || sc.greedy) {  // block-uniform
-      if (tid == 0) {
+      if (threadIdx.x == 0) {
         tokens[b] = has ? sh.arg : -1;
         logprobs[b] = has ? 0.f : -INFINITY;
       }
       return;
     }
-    constexpr int kVec = Row<T>::kVec;
-    if (!z_known) {
-      float part = 0.f;
-      for_each(row, [&](int, float x, bool ok) {
-        const float z = sc(x);
-        if (ok && ord_key(z) >= t) part += weight(z, m);
-      });
-      z_final = block_sum(part, sh);
-    }
-    // Rounding can leave u * Z at or past the end of the running sum: the reference then
-    // takes the last kept token. u is clamped to >= 0 (NaN -> 0) so the pick is always kept.
-    const double target = static_cast<double>(fmaxf(prm.uniform[b], 0.f)) * z_final;
-    if (tid == 0) {
-      sh.hit = INT_MAX;
-      sh.last_kept = -1;
-    }
-    __syncthreads();
-    const int lane = lane_id();
-    double base = 0.0;  // kept mass before this tile
-    int last = -1;
-    for (int s0 = 0; s0 < row.nseg(); s0 += kBlock) {
-      float v[kVec], w[kVec];
-      int start;
-      row.load(s0 + tid, v, start);  // missing elements read as -inf: weight 0, not kept
-      float mine = 0.f;
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        const float z = sc(v[j]);
-        const bool keep = ord_key(z) >= t;
-        w[j] = keep ? weight(z, m) : 0.f;
-        if (keep) last = start + j;
-        mine += w[j];
-      }
-      // Block exclusive prefix sum of the per-thread sums, in double.
-      const double incl = warp_inclusive_sum(static_cast<double>(mine), lane);
-      double excl = __shfl_up_sync(kFull, incl, 1);
-      if (lane == 0) excl = 0.0;
-      if (lane == 31) sh.dscratch[warp] = incl;
-      __syncthreads();
-      if (warp == 0) {
-        const double wt = sh.dscratch[lane];
-        const double wi = warp_inclusive_sum(static_cast<double>(wt), lane);
-        const double we = __shfl_up_sync(kFull, wi, 1);
-        sh.dscratch2[lane] = lane == 0 ? 0.0 : we;
-        if (lane == 31) sh.tile_total = wi;
-      }
-      __syncthreads();
-      const double thread_base = base + (sh.dscratch2[warp] + excl);
-      float run = 0.f;
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        run += w[j];
-        // First position whose running mass exceeds u * Z (w > 0: only a kept token, even
-        // where rounding makes the sums across threads not quite monotone).
-        if (w[j] > 0.f && thread_base + static_cast<double>(run) > target) {
-          atomicMin(&sh.hit, start + j);
-          break;
-        }
-      }
-      base += sh.tile_total;
-      __syncthreads();
-      if (sh.hit != INT_MAX) break;  // block-uniform
-    }
-    if (sh.hit == INT_MAX) {
-      atomicMax(&sh.last_kept, last);
-      __syncthreads();
-    }
-    if (tid == 0) {
-      const int tok = sh.hit != INT_MAX ? sh.hit : sh.last_kept;
-      const float z = sc(Io<T>::load1(row.p + tok));
-      const double lz = log(z_final);
-      const double lp = m == INFINITY ? -lz : static_cast<double>(z) - static_cast<double>(m) - lz;
+    const float m = sh.m;
+    const double z_total = cut.mass_known ? cut.mass : kept_mass(row, sc, sh, cut.key, m);
+    const int tok = inverse_cdf_draw(row, sc, sh, cut.key, m, z_total, prm.uniform[b]);
+    if (threadIdx.x == 0) {
       tokens[b] = tok;
-      logprobs[b] = static_cast<float>(lp);
+      logprobs[b] = token_logprob(sc(Io<T>::load1(row.p + tok)), m, z_total);
     }
   }
 }
@@ -718,40 +773,38 @@ void check_inputs(const at::Tensor& logits, const at::Tensor& temperature, const
   check_param(min_p, "min_p", at::kFloat, logits);
 }
 
+constexpr int kSmem = static_cast<int>(sizeof(Shared));
+
+// The kernels need more shared memory than the default 48 KB: opt in once per kernel and
+// device (a function attribute, set in each device's context), not at every launch.
 template <typename T, bool kSample>
-void launch_typed(const at::Tensor& logits, const RowParams& prm, float* out, int64_t* tokens,
-                  float* logprobs) {
-  constexpr int kSmem = static_cast<int>(sizeof(Shared));
-  const int device = logits.get_device();
-  int optin = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  TORCH_CHECK(optin >= kSmem, "mta sampling kernels need ", kSmem,
-              " bytes of shared memory per block; this GPU allows ", optin);
-  auto* kernel = &sampling_kernel<T, kSample>;
-  // Not a stream operation: allowed while a CUDA graph is being captured.
-  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  kernel<<<static_cast<unsigned>(logits.size(0)), kBlock, kSmem, stream>>>(
-      logits.data_ptr<T>(), static_cast<int>(logits.size(1)), prm, out, tokens, logprobs);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+void opt_in_shared_memory(int device) {
+  static std::once_flag done[C10_COMPILE_TIME_MAX_GPUS];
+  TORCH_CHECK(device >= 0 && device < C10_COMPILE_TIME_MAX_GPUS, "unexpected CUDA device index ", device);
+  std::call_once(done[device], [device] {  // a throw leaves the flag unset: the next launch checks again
+    int optin = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    TORCH_CHECK(optin >= kSmem, "mta sampling kernels need ", kSmem,
+                " bytes of shared memory per block; this GPU allows ", optin);
+    // Not a stream operation: allowed while a CUDA graph is being captured.
+    C10_CUDA_CHECK(
+        cudaFuncSetAttribute(&sampling_kernel<T, kSample>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  });
 }
 
 template <bool kSample>
-void launch(const at::Tensor& logits, const RowParams& prm, float* out, int64_t* tokens,
-            float* logprobs) {
-  switch (logits.scalar_type()) {
-    case at::kFloat:
-      launch_typed<float, kSample>(logits, prm, out, tokens, logprobs);
-      break;
-    case at::kBFloat16:
-      launch_typed<at::BFloat16, kSample>(logits, prm, out, tokens, logprobs);
-      break;
-    case at::kHalf:
-      launch_typed<at::Half, kSample>(logits, prm, out, tokens, logprobs);
-      break;
-    default:
-      TORCH_CHECK(false, "unsupported logits dtype ", logits.scalar_type());
-  }
+void launch(const at::Tensor& logits, const RowParams& prm, float* out, int64_t* tokens, float* logprobs) {
+  // Exactly the three logits dtypes (AT_DISPATCH_FLOATING_TYPES_AND2 would also build a
+  // double kernel, which check_inputs rejects).
+  AT_DISPATCH_V2(
+      logits.scalar_type(), kSample ? "sample_cuda" : "filter_logits_cuda", AT_WRAP([&] {
+        opt_in_shared_memory<scalar_t, kSample>(logits.get_device());
+        const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+        sampling_kernel<scalar_t, kSample><<<static_cast<unsigned>(logits.size(0)), kBlock, kSmem, stream>>>(
+            logits.data_ptr<scalar_t>(), static_cast<int>(logits.size(1)), prm, out, tokens, logprobs);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }),
+      at::kFloat, at::kHalf, at::kBFloat16);
 }
 
 }  // namespace

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import torch
 
+from mta_kernels.braking.layout import Config, Counter, Flag, TableField
+from mta_kernels.braking.tables import table_views
+
 __all__ = ["braking_step_reference"]
 
 _NEG_INF = float("-inf")
@@ -40,34 +43,32 @@ _NEG_INF = float("-inf")
 def braking_step_reference(
     logits: torch.Tensor,
     last_tokens: torch.Tensor,
-    thinking_tokens: torch.Tensor,
-    marker_tokens: torch.Tensor,
-    steps: torch.Tensor,
-    in_think: torch.Tensor,
-    braking: torch.Tensor,
-    braked: torch.Tensor,
-    brake_reason: torch.Tensor,
-    ac_state: torch.Tensor,
-    counted_until: torch.Tensor,
-    brake_pos: torch.Tensor,
-    delim_state: torch.Tensor,
-    token_class: torch.Tensor,
-    transitions: torch.Tensor,
-    match_len: torch.Tensor,
-    step_class: torch.Tensor,
-    step_table: torch.Tensor,
-    brake_ids: torch.Tensor,
-    end_think_id: int,
-    max_thinking_tokens: torch.Tensor,
-    marker_ratio: torch.Tensor,
-    min_thinking_tokens: torch.Tensor,
-    max_steps: torch.Tensor,
-    end_think_margin: torch.Tensor | None,
+    counters: torch.Tensor,
+    flags: torch.Tensor,
+    tables: torch.Tensor,
+    table_layout: tuple[int, ...],
+    config: torch.Tensor,
 ) -> None:
-    """Same arguments as ``torch.ops.mta.braking_step``; mutates logits and state in place.
+    """Same arguments as ``torch.ops.mta.braking_step`` (the packed layout of
+    :mod:`mta_kernels.braking.layout`); mutates logits, counters and flags in place.
 
-    ``end_think_margin=None`` skips the margin trigger (no read of the rows).
+    The margin trigger reads the rows unless every row's margin is off (NaN), which is
+    only looked at for CPU tensors (elsewhere it would cost a host synchronisation).
     """
+    counter, flag = counters.unbind(1), flags.unbind(1)  # views: copy_ writes the state
+    thinking_tokens, marker_tokens = counter[Counter.THINKING_TOKENS], counter[Counter.MARKER_TOKENS]
+    steps, brake_reason = counter[Counter.STEPS], counter[Counter.BRAKE_REASON]
+    ac_state, counted_until = counter[Counter.AC_STATE], counter[Counter.COUNTED_UNTIL]
+    brake_pos, delim_state = counter[Counter.BRAKE_POS], counter[Counter.DELIM_STATE]
+    in_think, braking, braked = flag[Flag.IN_THINK], flag[Flag.BRAKING], flag[Flag.BRAKED]
+    max_thinking_tokens, marker_ratio = config[:, Config.MAX_THINKING_TOKENS], config[:, Config.MARKER_RATIO]
+    min_thinking_tokens, max_steps = config[:, Config.MIN_THINKING_TOKENS], config[:, Config.MAX_STEPS]
+    end_think_margin = config[:, Config.END_THINK_MARGIN]
+    named = table_views(tables, tuple(table_layout))
+    token_class, transitions, match_len = named["token_class"], named["transitions"], named["match_len"]
+    step_class, step_table, brake_ids = named["step_class"], named["step_table"], named["brake_ids"]
+    end_think_id = table_layout[TableField.END_THINK_ID]
+
     V_tab = token_class.shape[0]
     K = brake_ids.shape[0]
     tok = last_tokens.long()
@@ -108,7 +109,7 @@ def braking_step_reference(
     )
     many_steps = active & (max_steps >= 0) & (new_steps >= max_steps)
     reason = torch.where(budget, 1, torch.where(ratio, 2, torch.where(many_steps, 3, 0)))
-    if end_think_margin is not None:
+    if logits.device.type != "cpu" or not bool(end_think_margin.isnan().all()):
         x = logits.float().nan_to_num(nan=_NEG_INF)
         gap = x.amax(dim=1) - x[:, end_think_id]
         margin = active & (gap <= end_think_margin)

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import torch
 
 from mta_kernels._validation import ANY, NON_NEGATIVE, filled, per_row_param
+from mta_kernels.braking.layout import STATE_FIELDS, Config, Counter, Flag, state_column
 
 __all__ = ["BrakingConfig", "BrakingState", "BRAKE_REASONS", "DELIM_START"]
 
-#: brake_reason codes.
+#: brake_reason codes (csrc/braking_row.h's BrakeReason; a test keeps the two equal).
 BRAKE_REASONS = {0: "none", 1: "budget", 2: "marker ratio", 3: "steps", 4: "margin"}
 
 #: Step-delimiter matcher state at the start of thinking: "inside a break", so blank lines
@@ -19,6 +20,18 @@ BRAKE_REASONS = {0: "none", 1: "budget", 2: "marker ratio", 3: "steps", 4: "marg
 DELIM_START = 2
 
 _NAN = math.nan  # one object, so the cached fills below hit
+
+
+def _same_values(old: tuple, versions: tuple, new: tuple) -> bool:
+    """Whether ``new`` equals the memoised ``old``: the same tensor objects at the same
+    version, equal scalars of the same type (a plain loop: this runs every decode step)."""
+    for a, version, b in zip(old, versions, new):
+        if a is b:
+            if version is not None and b._version != version:
+                return False
+        elif isinstance(a, torch.Tensor) or type(a) is not type(b) or a != b:
+            return False
+    return True
 
 
 @dataclass
@@ -56,26 +69,25 @@ class BrakingConfig:
         return (self.max_thinking_tokens, self.marker_ratio, self.min_thinking_tokens, self.max_steps,
                 self.end_think_margin)
 
-    def normalised(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """``[B]`` tensors (max_thinking_tokens, marker_ratio, min_thinking_tokens, max_steps,
-        end_think_margin) as the kernels take them: int64 / fp32, off = -1 / NaN.
+    def normalised(self, batch: int, device: torch.device) -> torch.Tensor:
+        """The ``[B, len(Config)]`` float64 config the kernels take (columns
+        :class:`~mta_kernels.braking.layout.Config`): integer triggers as integers (off: -1),
+        ``marker_ratio`` and ``end_think_margin`` as their fp32 value (off: NaN).
 
         Memoised per config: scalars by value, tensors by identity and version (the memo
         holds them, so an id is never reused), so a new value or an in-place edit between
-        steps still takes effect. The returned tensors must be treated as read-only.
+        steps still takes effect. The returned tensor must be treated as read-only.
         """
         vals = self._values()
-        versions = tuple(v._version if isinstance(v, torch.Tensor) else None for v in vals)
         memo = self._memo
-        if (memo is not None and memo[0] == batch and memo[1] == device and memo[3] == versions
-                and all(a is b or (not isinstance(a, torch.Tensor) and type(a) is type(b) and a == b)
-                        for a, b in zip(memo[2], vals))):
+        if memo is not None and memo[0] == batch and memo[1] == device and _same_values(memo[2], memo[3], vals):
             return memo[4]
         out = self._normalise(batch, device)
+        versions = tuple(v._version if isinstance(v, torch.Tensor) else None for v in vals)
         self._memo = (batch, device, vals, versions, out)
         return out
 
-    def _normalise(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    def _normalise(self, batch: int, device: torch.device) -> torch.Tensor:
 
         def integer(value, name):
             if value is None:
@@ -87,37 +99,109 @@ class BrakingConfig:
                 return filled(_NAN, batch, device, torch.float32)
             return per_row_param(value, name, batch, device, interval)
 
-        return (
-            integer(self.max_thinking_tokens, "max_thinking_tokens"),
-            real(self.marker_ratio, "marker_ratio", NON_NEGATIVE),
-            integer(self.min_thinking_tokens, "min_thinking_tokens"),
-            integer(self.max_steps, "max_steps"),
-            real(self.end_think_margin, "end_think_margin", ANY),
-        )
+        # Checked and rounded as the [B] int64 / fp32 rows they were, then widened: fp64 holds
+        # both exactly (integers up to 2^53), so every comparison keeps its result.
+        columns = {
+            Config.MAX_THINKING_TOKENS: integer(self.max_thinking_tokens, "max_thinking_tokens"),
+            Config.MARKER_RATIO: real(self.marker_ratio, "marker_ratio", NON_NEGATIVE),
+            Config.MIN_THINKING_TOKENS: integer(self.min_thinking_tokens, "min_thinking_tokens"),
+            Config.MAX_STEPS: integer(self.max_steps, "max_steps"),
+            Config.END_THINK_MARGIN: real(self.end_think_margin, "end_think_margin", ANY),
+        }
+        return torch.stack([columns[field].to(torch.float64) for field in Config], dim=1)
 
 
-@dataclass
+class _Column:
+    """A named ``[B]`` field of :class:`BrakingState`: a view of one column of its packed
+    storage. Assigning to the field copies into that column (the storage stays shared)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.position = STATE_FIELDS.index(name)
+
+    def __get__(self, state: BrakingState | None, owner: type | None = None):
+        if state is None:
+            return self
+        return state._fields[self.position]
+
+    def __set__(self, state: BrakingState, value: torch.Tensor | bool | int) -> None:
+        state._fields[self.position].copy_(torch.as_tensor(value))
+
+
+def _packed_columns(columns: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """A ``[B, n]`` tensor whose column ``i`` is ``columns[i]``: a view when they already are
+    the columns of one such tensor (so the state stays shared with them), else a copy."""
+    first, n = columns[0], len(columns)
+    if all(isinstance(c, torch.Tensor) and c.dim() == 1 and c.shape == first.shape and c.dtype == dtype
+           and c.device == first.device for c in columns):
+        B, base, storage = first.shape[0], first.storage_offset(), first.untyped_storage().data_ptr()
+        if all(c.untyped_storage().data_ptr() == storage and c.storage_offset() == base + i
+               and (c.stride(0) == n or B <= 1) for i, c in enumerate(columns)):
+            return first.as_strided((B, n), (n, 1), base)
+    return torch.stack([torch.as_tensor(c) for c in columns], dim=1).to(dtype)
+
+
 class BrakingState:
-    """Per-row state of the braking controller; every field a ``[B]`` tensor on one device.
+    """Per-row state of the braking controller, packed in two tensors on one device.
 
+    ``counters`` ``[B, len(Counter)]`` int64 and ``flags`` ``[B, len(Flag)]`` bool (columns
+    :class:`~mta_kernels.braking.layout.Counter` / :class:`~mta_kernels.braking.layout.Flag`)
+    are what the op takes. Each field is a ``[B]`` view of one column:
     ``thinking_tokens``, ``marker_tokens``, ``steps``, ``brake_reason``, ``ac_state``
-    (automaton state), ``counted_until`` (position up to which marker tokens are counted) and
+    (automaton state), ``counted_until`` (position up to which marker tokens are counted),
     ``brake_pos`` (index of the next forced token) and ``delim_state`` (the step-delimiter
     matcher's state, :data:`DELIM_START` at the start of thinking) are int64; ``in_think``,
-    ``braking``, ``braked`` bool.
+    ``braking``, ``braked`` bool. Assigning to a field copies into its column.
+
+    Built with :meth:`new`, or ``BrakingState(counters, flags)``, or from the eleven fields
+    (in :meth:`tensors` order or by name): fields that are columns of one packed pair (e.g.
+    ``t[:B]`` of another state's :meth:`tensors`) are kept as views, other tensors copied.
     """
 
-    thinking_tokens: torch.Tensor
-    marker_tokens: torch.Tensor
-    steps: torch.Tensor
-    in_think: torch.Tensor
-    braking: torch.Tensor
-    braked: torch.Tensor
-    brake_reason: torch.Tensor
-    ac_state: torch.Tensor
-    counted_until: torch.Tensor
-    brake_pos: torch.Tensor
-    delim_state: torch.Tensor
+    __slots__ = ("counters", "flags", "_fields")
+
+    thinking_tokens = _Column()
+    marker_tokens = _Column()
+    steps = _Column()
+    in_think = _Column()
+    braking = _Column()
+    braked = _Column()
+    brake_reason = _Column()
+    ac_state = _Column()
+    counted_until = _Column()
+    brake_pos = _Column()
+    delim_state = _Column()
+
+    def __init__(self, *tensors: torch.Tensor, **named: torch.Tensor):
+        if len(tensors) + len(named) == 2 and set(named) <= {"counters", "flags"}:
+            packed = dict(zip(("counters", "flags"), tensors))
+            if set(packed) & set(named):
+                raise TypeError("BrakingState(counters, flags): an argument given twice")
+            packed.update(named)
+            counters, flags = packed["counters"], packed["flags"]
+        else:
+            if len(tensors) > len(STATE_FIELDS) or set(STATE_FIELDS[:len(tensors)]) & set(named):
+                raise TypeError(f"BrakingState takes (counters, flags) or the fields {STATE_FIELDS}")
+            fields = dict(zip(STATE_FIELDS, tensors), **named)
+            if set(fields) != set(STATE_FIELDS):
+                raise TypeError(f"BrakingState takes (counters, flags) or the fields {STATE_FIELDS}; missing "
+                                f"{sorted(set(STATE_FIELDS) - set(fields))}, unknown {sorted(set(fields) - set(STATE_FIELDS))}")
+            counters = _packed_columns([fields[c.name.lower()] for c in Counter], torch.int64)
+            flags = _packed_columns([fields[f.name.lower()] for f in Flag], torch.bool)
+        for t, name, dtype, width in ((counters, "counters", torch.int64, len(Counter)),
+                                      (flags, "flags", torch.bool, len(Flag))):
+            if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.dim() != 2 or t.shape[1] != width:
+                raise ValueError(f"{name} must be a [B, {width}] {dtype} tensor, got "
+                                 f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
+            if not t.is_contiguous():
+                raise ValueError(f"{name} must be contiguous (the kernels update it in place)")
+        if counters.shape[0] != flags.shape[0] or counters.device != flags.device:
+            raise ValueError(f"counters ({counters.shape[0]} rows on {counters.device}) and flags "
+                             f"({flags.shape[0]} rows on {flags.device}) must match")
+        self.counters = counters
+        self.flags = flags
+        columns = [state_column(name) for name in STATE_FIELDS]
+        self._fields = tuple((counters if isinstance(c, Counter) else flags)[:, c] for c in columns)
 
     @classmethod
     def new(cls, batch_size: int, device: torch.device | str = "cpu", in_think: bool | torch.Tensor = True) -> BrakingState:
@@ -125,48 +209,43 @@ class BrakingState:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
             raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
         device = torch.device(device)
-
-        def zeros(dtype=torch.int64):
-            return torch.zeros(batch_size, dtype=dtype, device=device)
-
         if isinstance(in_think, torch.Tensor):
             if in_think.shape != (batch_size,) or in_think.dtype != torch.bool:
                 raise ValueError(f"in_think must be a bool or a [{batch_size}] bool tensor, "
                                  f"got {in_think.dtype} of shape {tuple(in_think.shape)}")
-            think = in_think.to(device).clone()
-        elif isinstance(in_think, bool):
-            think = torch.full((batch_size,), in_think, dtype=torch.bool, device=device)
-        else:
+        elif not isinstance(in_think, bool):
             raise TypeError(f"in_think must be a bool or a bool tensor, got {type(in_think).__name__}")
-        return cls(
-            thinking_tokens=zeros(), marker_tokens=zeros(), steps=zeros(), in_think=think,
-            braking=zeros(torch.bool), braked=zeros(torch.bool), brake_reason=zeros(),
-            ac_state=zeros(), counted_until=zeros(), brake_pos=zeros(),
-            delim_state=torch.full((batch_size,), DELIM_START, dtype=torch.int64, device=device),
-        )
+        counters = torch.zeros(batch_size, len(Counter), dtype=torch.int64, device=device)
+        counters[:, Counter.DELIM_STATE] = DELIM_START
+        flags = torch.zeros(batch_size, len(Flag), dtype=torch.bool, device=device)
+        flags[:, Flag.IN_THINK] = in_think.to(device) if isinstance(in_think, torch.Tensor) else in_think
+        return cls(counters, flags)
 
     def reset_row(self, row: int, in_think: bool) -> None:
         """Start row ``row`` afresh (a new request in that slot)."""
-        for t in self.tensors():
-            t[row] = 0
-        self.delim_state[row] = DELIM_START
-        self.in_think[row] = in_think
+        self.counters[row] = 0
+        self.counters[row, Counter.DELIM_STATE] = DELIM_START
+        self.flags[row] = False
+        self.flags[row, Flag.IN_THINK] = in_think
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        """The fields in the op's argument order (spelled out: this runs every decode step)."""
-        return (self.thinking_tokens, self.marker_tokens, self.steps, self.in_think, self.braking, self.braked,
-                self.brake_reason, self.ac_state, self.counted_until, self.brake_pos, self.delim_state)
+        """The eleven fields as ``[B]`` views, in the order of ``STATE_FIELDS``."""
+        return self._fields
 
     @property
     def batch_size(self) -> int:
-        return int(self.thinking_tokens.shape[0])
+        return int(self.counters.shape[0])
 
     @property
     def device(self) -> torch.device:
-        return self.thinking_tokens.device
+        return self.counters.device
 
     def clone(self) -> BrakingState:
-        return BrakingState(*(t.clone() for t in self.tensors()))
+        return BrakingState(self.counters.clone(), self.flags.clone())
 
     def to(self, device: torch.device | str) -> BrakingState:
-        return BrakingState(*(t.to(device) for t in self.tensors()))
+        return BrakingState(self.counters.to(device), self.flags.to(device))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={t!r}" for name, t in zip(STATE_FIELDS, self._fields))
+        return f"BrakingState({fields})"

@@ -15,11 +15,15 @@ which tokens the occurrences ending there cover.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from numbers import Integral
 
 import torch
+
+from mta_kernels.braking.layout import TableField
 
 __all__ = ["SBT_MARKERS", "MarkerTables", "DEFAULT_BRAKE_TEXT"]
 
@@ -37,9 +41,76 @@ SBT_MARKERS: tuple[str, ...] = (
 DEFAULT_BRAKE_TEXT = "\n\nWait, I've verified my answer. No need to continue thinking.\n</think>\n\n"
 
 
-@dataclass
+# Each table: its field, the table_layout entry holding its byte offset, its dtype.
+_TABLES: tuple[tuple[str, TableField, torch.dtype], ...] = (
+    ("token_class", TableField.TOKEN_CLASS_OFFSET, torch.int32),
+    ("transitions", TableField.TRANSITIONS_OFFSET, torch.int32),
+    ("match_len", TableField.MATCH_LEN_OFFSET, torch.int32),
+    ("step_class", TableField.STEP_CLASS_OFFSET, torch.uint8),
+    ("step_table", TableField.STEP_TABLE_OFFSET, torch.int32),
+    ("brake_ids", TableField.BRAKE_IDS_OFFSET, torch.int64),
+)
+
+
+def _table_shapes(layout: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    V, S, C = layout[TableField.VOCAB], layout[TableField.STATES], layout[TableField.CLASSES]
+    return {"token_class": (V,), "transitions": (S, C), "match_len": (S,), "step_class": (V,),
+            "step_table": (layout[TableField.STEP_CLASSES], 3), "brake_ids": (layout[TableField.BRAKE_LEN],)}
+
+
+def table_views(packed: torch.Tensor, layout: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """The tables of a packed ``uint8`` buffer as typed views, by field name."""
+    shapes, views = _table_shapes(layout), {}
+    for name, entry, dtype in _TABLES:
+        offset, nbytes = layout[entry], math.prod(shapes[name]) * dtype.itemsize
+        views[name] = packed[offset:offset + nbytes].view(dtype).view(shapes[name])
+    return views
+
+
+def _pack(tables: dict[str, torch.Tensor], end_think_id: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """(packed uint8 buffer, layout) of the six tables, after checking their dtypes and shapes."""
+    for name, _, dtype in _TABLES:
+        t = tables[name]
+        if not isinstance(t, torch.Tensor) or t.dtype != dtype:
+            raise ValueError(f"malformed marker tables: {name} must be a {dtype} tensor, "
+                             f"got {getattr(t, 'dtype', type(t).__name__)}")
+    V = tables["token_class"].shape[0] if tables["token_class"].dim() == 1 else -1
+    S, C = tuple(tables["transitions"].shape) if tables["transitions"].dim() == 2 else (0, 0)
+    NS = tables["step_table"].shape[0] if tables["step_table"].dim() == 2 else 0
+    K = tables["brake_ids"].shape[0] if tables["brake_ids"].dim() == 1 else 0
+    layout = [0] * len(TableField)
+    layout[TableField.VOCAB], layout[TableField.STATES], layout[TableField.CLASSES] = V, S, C
+    layout[TableField.STEP_CLASSES], layout[TableField.BRAKE_LEN] = NS, K
+    layout[TableField.END_THINK_ID] = end_think_id
+    shapes = _table_shapes(tuple(layout))
+    for name, shape in shapes.items():
+        if V < 0 or S < 1 or C < 1 or NS < 1 or K < 1 or tuple(tables[name].shape) != shape:
+            raise ValueError(f"malformed marker tables: token_class [V], transitions [S >= 1, C >= 1], "
+                             f"match_len [S], step_class [V], step_table [NS >= 1, 3] and brake_ids [K >= 1] "
+                             f"expected, got {name} of shape {tuple(tables[name].shape)}")
+    devices = {t.device for t in tables.values()}
+    if len(devices) != 1:
+        raise ValueError(f"malformed marker tables: tensors on several devices {sorted(map(str, devices))}")
+    # Each table at an 8-byte aligned offset, so every typed view is aligned.
+    offset = 0
+    for name, entry, dtype in _TABLES:
+        offset = -(-offset // 8) * 8
+        layout[entry] = offset
+        offset += math.prod(shapes[name]) * dtype.itemsize
+    packed = torch.zeros(offset, dtype=torch.uint8, device=devices.pop())
+    for name, view in table_views(packed, tuple(layout)).items():
+        view.copy_(tables[name])
+    return packed, tuple(layout)
+
+
+@dataclass(frozen=True)
 class MarkerTables:
     """Compiled marker automaton, step-delimiter set and brake sequence (tensors, movable).
+
+    Every table is a typed view of one ``uint8`` buffer, ``packed``, that ``layout`` (sizes,
+    ``end_think_id`` and byte offsets, :class:`~mta_kernels.braking.layout.TableField`)
+    describes: the op takes those two. The fields are read-only (frozen), so the views and
+    the buffer cannot drift apart.
 
     Attributes
     ----------
@@ -58,6 +129,10 @@ class MarkerTables:
         The forced sequence; its last token is ``end_think_id``.
     end_think_id : int
         The token that ends thinking.
+    packed : Tensor [N] uint8
+        The buffer holding every table.
+    layout : tuple of int
+        The op's ``table_layout``.
     """
 
     token_class: torch.Tensor
@@ -83,18 +158,31 @@ class MarkerTables:
 
     @property
     def device(self) -> torch.device:
-        return self.token_class.device
+        return self.packed.device
 
     def __post_init__(self) -> None:
-        self._max_forced_id = max(int(self.end_think_id), *[int(t) for t in self.brake_ids.cpu().tolist()])
+        if isinstance(self.end_think_id, bool) or not isinstance(self.end_think_id, Integral):
+            raise TypeError(f"end_think_id must be an int, got {type(self.end_think_id).__name__}")
+        object.__setattr__(self, "end_think_id", int(self.end_think_id))
+        tables = {name: getattr(self, name) for name, _, _ in _TABLES}
+        packed, layout = _pack(tables, self.end_think_id)
+        self._set_packed(packed, layout, max(self.end_think_id, *tables["brake_ids"].cpu().tolist()))
+
+    def _set_packed(self, packed: torch.Tensor, layout: tuple[int, ...], max_forced_id: int) -> None:
+        object.__setattr__(self, "packed", packed)
+        object.__setattr__(self, "layout", layout)
+        object.__setattr__(self, "_max_forced_id", max_forced_id)
+        for name, view in table_views(packed, layout).items():
+            object.__setattr__(self, name, view)
 
     def to(self, device: torch.device | str) -> MarkerTables:
-        """A copy with every tensor on ``device``."""
-        out = MarkerTables(**{
-            f.name: (getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), torch.Tensor)
-                     else getattr(self, f.name))
-            for f in fields(self)
-        })
+        """The tables on ``device`` (``self`` when they are there already)."""
+        packed = self.packed.to(device)
+        if packed is self.packed:
+            return self
+        out = object.__new__(MarkerTables)
+        out._set_packed(packed, self.layout, self._max_forced_id)
+        object.__setattr__(out, "end_think_id", self.end_think_id)
         return out
 
     # ------------------------------------------------------------------ builders

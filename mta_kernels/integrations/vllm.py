@@ -87,8 +87,7 @@ def _braking_args(sampling_params: Any) -> dict[str, Any] | None:
 
 def _rows(state: BrakingState, index: slice) -> BrakingState:
     """A view of some rows of ``state`` (writes go through)."""
-    return dataclasses.replace(state, **{f.name: getattr(state, f.name)[index] for f in dataclasses.fields(state)
-                                         if isinstance(getattr(state, f.name), torch.Tensor)})
+    return BrakingState(state.counters[index], state.flags[index])
 
 
 def _move_rows(tensors, a: int, b: int, swap: bool) -> None:
@@ -209,9 +208,7 @@ class VllmBrakingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
                 self.state.reset_row(slot, True)
                 for key, value in args.items():
                     self._cols[key][slot] = _OFF[key] if value is None else value
-        tensors = [getattr(self.state, f.name) for f in dataclasses.fields(self.state)
-                   if isinstance(getattr(self.state, f.name), torch.Tensor)]
-        tensors += self._cols.values()
+        tensors = [self.state.counters, self.state.flags, *self._cols.values()]
         for a, b, direction in batch_update.moved:
             swap = getattr(direction, "name", direction) == "SWAP"
             _move_rows(tensors, a, b, swap)
