@@ -10,23 +10,17 @@ tokenisation. Run it through the runner::
 
     python benchmarks/run.py --family braking [--quick | --full]
 
-A second table, outside the runner, measures the Python overhead per decode step (B = 64,
-a small vocabulary so the kernel's own time is small): the functional ``braking_step``
-(checks and dispatch every call) against ``BrakingController.step`` (both once), beside
-the bare kernel::
-
-    python -m benchmarks.bench_braking --overhead
+The Python overhead per decode step (functional ``braking_step`` against
+``BrakingController.step`` and the bare kernel) is the ``overhead`` family
+(``bench_overhead.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import math
 import random
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +29,7 @@ from tqdm import tqdm
 
 import mta_kernels as mk
 from benchmarks import harness
-from mta_kernels.braking import BrakingConfig, BrakingController, BrakingState, MarkerTables, braking_step
-from mta_kernels.braking.ops import BRAKING_STEP
+from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
 
 V = 151936
 BATCHES = (64, 256)
@@ -221,84 +214,3 @@ def markdown(rows: list[dict]) -> str:
 def plot(rows: list[dict], path: Path, title: str) -> None:
     """Median time vs B per implementation, log-log, one panel per trigger set."""
     harness.plot_vs_batch(rows, path, title, panel_keys=("params",), floor_impl=FLOOR)
-
-
-# ------------------------------------------------------------------ Python overhead per call
-OVERHEAD_B, OVERHEAD_V = 64, 256
-
-
-def _per_call_us(impls: dict, calls: int, repeats: int) -> dict[str, tuple[float, float, float]]:
-    """(median, p20, p80) µs per call of each ``impls`` function over ``repeats`` timed loops
-    of ``calls`` calls, the functions taking turns so that load from other processes falls on
-    all of them alike."""
-    per_call: dict[str, list[float]] = {name: [] for name in impls}
-    for fn in impls.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in impls.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            per_call[name].append((time.perf_counter() - start) / calls * 1e6)
-    out = {}
-    for name, xs in per_call.items():
-        p20, _, _, p80 = statistics.quantiles(xs, n=5, method="inclusive")
-        out[name] = (statistics.median(xs), p20, p80)
-    return out
-
-
-def overhead(device: torch.device = torch.device("cpu"), B: int = OVERHEAD_B, V: int = OVERHEAD_V,
-             calls: int = 500, repeats: int = 41) -> list[dict]:
-    """µs per decode step of the functional ``braking_step``, ``BrakingController.step`` and
-    the bare kernel (packed arguments prepared once), per available backend; ``overhead_us``
-    is a call's time minus the bare kernel's. Thinking rows that never trigger, no margin
-    (the kernel reads no row). Run with one intra-op thread (see ``__main__``): at this size
-    the C++ op's work is a few µs, and waking a second thread on a shared machine would add
-    more noise than the overhead measured."""
-    tables = MarkerTables.from_token_ids([[5, 6], [7]], [8], V - 1, [9, 10, V - 1], V).to(device)
-    cfg = BrakingConfig(max_thinking_tokens=10**9, marker_ratio=2.0, max_steps=10**9)
-    logits = torch.zeros(B, V, device=device)
-    last = torch.randint(0, V - 1, (B,), device=device)
-    rows = []
-    for backend in mk.available_backends(device):
-        if backend == "triton":
-            continue  # no Triton kernel for this op
-        with harness.forced_backend(backend):
-            state = BrakingState.new(B, device)
-            controller = BrakingController(tables, cfg, B, device)
-            kernel, config = BRAKING_STEP.kernel(device), cfg.normalised(B, device)
-            impls = {
-                "kernel only": lambda: kernel(logits, last, state.counters, state.flags, tables.packed, tables.layout,
-                                              config),
-                "braking_step (functional)": lambda: braking_step(logits, last, state, tables, cfg),
-                "BrakingController.step": lambda: controller.step(logits, last),
-            }
-            timings = _per_call_us(impls, calls, repeats)
-        for name, (median, p20, p80) in timings.items():
-            rows.append({"family": "braking", "op": "braking_step overhead", "V": V, "B": B, "backend": backend,
-                         "impl": name, "median_us": median, "p20_us": p20, "p80_us": p80,
-                         "overhead_us": median - timings["kernel only"][0]})
-    return rows
-
-
-def overhead_markdown(rows: list[dict]) -> str:
-    return harness.markdown_table(rows, [
-        ("B", lambda r: str(r["B"])),
-        ("V", lambda r: str(r["V"])),
-        ("backend", lambda r: r["backend"]),
-        ("call", lambda r: r["impl"]),
-        *harness.timing_columns("µs per call"),
-        ("Python overhead µs", lambda r: f"{r['overhead_us']:.1f}"),
-    ])
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="braking_step Python overhead per call (CPU)")
-    parser.add_argument("--overhead", action="store_true", help="print the overhead table")
-    if not parser.parse_args().overhead:
-        parser.error("the main braking table runs through the runner: python benchmarks/run.py --family braking")
-    device = torch.device("cpu")
-    torch.set_num_threads(1)
-    print(f"{harness.device_name(device)} · commit {harness.git_commit()} · torch {torch.__version__} · "
-          "1 intra-op thread\n")
-    print(overhead_markdown(overhead(device)))

@@ -80,6 +80,28 @@ def time_cpu(
     return Timing(statistics.median(times), p20, p80)
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], *, calls: int = 200, repeats: int = 41
+) -> dict[str, Timing]:
+    """µs per call of each function, timed in ``repeats`` loops of ``calls`` calls with the
+    functions taking turns, so that load from other processes falls on all of them alike
+    (for differences of a few µs, where a drifting machine would swamp sequential runs)."""
+    per_call: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            per_call[name].append((time.perf_counter() - start) / calls * 1e6)
+    out = {}
+    for name, xs in per_call.items():
+        p20, _, _, p80 = statistics.quantiles(xs, n=5, method="inclusive")
+        out[name] = Timing(statistics.median(xs), p20, p80)
+    return out
+
+
 def time_fn(fn: Callable[[], object], device: torch.device) -> Timing:
     """Time ``fn`` with the timer that fits ``device``."""
     return time_gpu(fn) if device.type == "cuda" else time_cpu(fn)

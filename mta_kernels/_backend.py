@@ -14,8 +14,8 @@ rules (vLLM's, see docs/architecture.md "Dispatch"):
   kernels have pointers for) goes through :meth:`Op.refuse`: it raises when that backend
   was forced, otherwise warns once with the reason, and the op takes its documented path.
 
-The choice is cached per (op, device type, ``MTA_BACKEND``, ``TRITON_INTERPRET``), so the
-per-call cost is one dict lookup; :func:`clear_backend_cache` forgets it (e.g. after
+The choice is cached per (op, device type, ``MTA_BACKEND``), so the per-call cost is one
+environment read and one dict lookup; :func:`clear_backend_cache` forgets it (e.g. after
 loading the extension by hand).
 """
 
@@ -105,8 +105,8 @@ def _forced() -> str | None:
 
 
 _REGISTRY: dict[str, Op] = {}
-# (op name, device type, MTA_BACKEND, TRITON_INTERPRET) -> backend name
-_CHOICES: dict[tuple[str, str, str | None, str | None], str] = {}
+# (op name, device type, MTA_BACKEND) -> backend name
+_CHOICES: dict[tuple[str, str, str | None], str] = {}
 
 
 def clear_backend_cache() -> None:
@@ -221,11 +221,16 @@ class Op:
 
 @torch._dynamo.assume_constant_result  # a per-device choice: torch.compile need not trace it
 def _choose(op: Op, device_type: str) -> str:
-    forced = _forced()
-    key = (op.name, device_type, forced, os.environ.get("TRITON_INTERPRET"))
+    forced = os.environ.get("MTA_BACKEND") or None  # one environment read per call (~1 µs)
+    key = (op.name, device_type, forced)
     backend = _CHOICES.get(key)
     if backend is None:
+        if forced is not None and forced not in BACKENDS:
+            raise ValueError(f"MTA_BACKEND={forced!r} is not one of {BACKENDS}")
         backend = op._select(device_type, forced)
         op.fn(backend)  # import now: a traced caller only looks it up
-        _CHOICES[key] = backend
+        # Whether forced Triton can run on the CPU depends on TRITON_INTERPRET, which tests
+        # toggle: that choice is made again at every call instead of cached.
+        if not (forced == "triton" and device_type != "cuda"):
+            _CHOICES[key] = backend
     return backend

@@ -240,6 +240,7 @@ def filled(value: float, batch: int, device: torch.device, dtype: torch.dtype) -
 def clear_caches() -> None:
     """Empty the process-wide caches: the :func:`filled` tensors and the checked-tensor ids."""
     filled.cache_clear()
+    _scalar_sampling_rows.cache_clear()
     _per_model_values.cache_clear()
     _checked_tensors.clear()
 
@@ -291,6 +292,24 @@ def per_row_param(
 def sampling_rows(temperature, top_k, top_p, min_p, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """The four sampling parameters (scalars or [B] tensors) as the kernels take them:
     temperature, top_p, min_p fp32 and top_k int64, each [B] on ``device``."""
+    if (type(temperature) in _PLAIN and type(top_k) in _PLAIN and type(top_p) in _PLAIN and type(min_p) in _PLAIN
+            and not torch.compiler.is_compiling()):
+        return _scalar_sampling_rows(temperature, top_k, top_p, min_p, batch, device)
+    return _sampling_rows(temperature, top_k, top_p, min_p, batch, device)
+
+
+_PLAIN = (int, float)
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _scalar_sampling_rows(temperature, top_k, top_p, min_p, batch, device) -> tuple[torch.Tensor, ...]:
+    # The one-shot ops pass the same plain numbers call after call: checked once per
+    # distinct tuple (typed, so 1 and 1.0 and True stay apart; a bad value raises and is
+    # not cached).
+    return _sampling_rows(temperature, top_k, top_p, min_p, batch, device)
+
+
+def _sampling_rows(temperature, top_k, top_p, min_p, batch, device) -> tuple[torch.Tensor, ...]:
     return (
         per_row_param(temperature, "temperature", batch, device, TEMPERATURE),
         per_row_param(top_k, "top_k", batch, device, integer=True),

@@ -105,8 +105,13 @@ def sample(
     tensor([1])
     """
     logits = check_logits_2d(logits)
-    sampler = Sampler(logits.shape[0], logits.device, temperature, top_k, top_p, min_p)
-    if generator is not None and generator.device.type != logits.device.type:
-        raise ValueError(f"generator is on {generator.device} but logits are on {logits.device}")
-    tokens, logprobs = sampler(logits, generator=generator)
+    B, device = logits.shape[0], logits.device
+    params = sampling_rows(temperature, top_k, top_p, min_p, B, device)
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"generator is on {generator.device} but logits are on {device}")
+    uniform = torch.rand(B, generator=generator, device=device, dtype=torch.float32)
+    if B == 0:
+        tokens, logprobs = torch.empty(0, dtype=torch.int64, device=device), uniform
+    else:
+        tokens, logprobs = SAMPLE.kernel(device)(logits, *params, uniform)
     return (tokens, logprobs) if return_logprobs else tokens
