@@ -436,16 +436,16 @@ def policy_cases(draw):
     return logprobs, old, advantages, mask, clip, dual, agg
 
 
-@settings(max_examples=TRITON_EXAMPLES)
-@given(case=policy_cases())
-def test_triton_policy_loss_equals_reference(case):
-    """Loss, stats and the gradient of the fused kernel against autograd through the reference."""
+def _policy_loss_equals_reference(case, run) -> None:
+    """Loss, stats and the gradient of ``run`` (the reference's arguments) against autograd
+    through the reference."""
     logprobs, old, advantages, mask, (lo, hi), dual, agg = case
     args = [t.to(DEVICE) for t in (logprobs, old, advantages, mask)]
     a = args[0].clone().requires_grad_(True)
     b = args[0].clone().requires_grad_(True)
-    loss, stats = policy_loss_triton(a, *args[1:], lo, hi, dual, agg, block=None if DEVICE == "cuda" else 16)
+    loss, stats = run(a, *args[1:], lo, hi, dual, agg)
     ref_loss, ref_stats = policy_loss_reference(b, *args[1:], lo, hi, dual, agg)
+    assert torch.isfinite(loss)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
     for key in ref_stats:
         torch.testing.assert_close(stats[key], ref_stats[key], rtol=1e-5, atol=1e-6)
@@ -454,18 +454,15 @@ def test_triton_policy_loss_equals_reference(case):
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
 
 
+@settings(max_examples=TRITON_EXAMPLES)
+@given(case=policy_cases())
+def test_triton_policy_loss_equals_reference(case):
+    """The fused kernel (interpreted on a CPU, small tiles)."""
+    _policy_loss_equals_reference(case, lambda *args: policy_loss_triton(*args, block=None if DEVICE == "cuda" else 16))
+
+
 @given(case=policy_cases())
 def test_policy_loss_equals_reference(case):
-    """The public op (checks, dispatch) on this machine against the reference, loss and grad."""
-    logprobs, old, advantages, mask, (lo, hi), dual, agg = case
-    args = [t.to(DEVICE) for t in (logprobs, old, advantages, mask)]
-    a = args[0].clone().requires_grad_(True)
-    b = args[0].clone().requires_grad_(True)
-    loss, _ = mk.policy_loss(a, *args[1:], clip_low=lo, clip_high=hi, dual_clip=dual, agg=agg)
-    ref_loss, _ = policy_loss_reference(b, *args[1:], lo, hi, dual, agg)
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
-    assert torch.isfinite(loss)
-    loss.backward()
-    ref_loss.backward()
-    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
-
+    """The public op (checks, dispatch) on this machine's default backend."""
+    _policy_loss_equals_reference(case, lambda lp, old, adv, mask, lo, hi, dual, agg: mk.policy_loss(
+        lp, old, adv, mask, clip_low=lo, clip_high=hi, dual_clip=dual, agg=agg))
