@@ -73,7 +73,9 @@ Batch check_args(const at::Tensor& logits, const at::Tensor& last_tokens, const 
       table_section<int32_t>(tables, table_layout[table::kStepTableOffset], step_classes * 3, "step_table");
   t.brake_ids = table_section<int64_t>(tables, table_layout[table::kBrakeIdsOffset], brake_len, "brake_ids");
   t.vocab = vocab;
+  t.states = states;
   t.classes = classes;
+  t.step_classes = step_classes;
   t.brake_len = brake_len;
   t.end_think_id = end_think_id;
   return Batch{B,
@@ -83,6 +85,28 @@ Batch check_args(const at::Tensor& logits, const at::Tensor& last_tokens, const 
                flags.data_ptr<bool>(),
                config.data_ptr<double>(),
                t};
+}
+
+void check_state_values(const Batch& batch) {
+  const Tables& t = batch.tables;
+  for (int64_t b = 0; b < batch.rows; ++b) {
+    const int64_t* c = batch.counters + b * counter::kCount;
+    const bool* f = batch.flags + b * flag::kCount;
+    if (!f[flag::kInThink]) continue;  // a row done thinking reads no table
+    if (f[flag::kBraking]) {
+      const int64_t pos = c[counter::kBrakePos];
+      TORCH_CHECK_VALUE(pos >= 0 && pos < t.brake_len, "braking_step: state row ", b, " is braking at brake_pos ", pos,
+                        ", outside the tables' ", t.brake_len, " forced tokens (a state carried over from other ",
+                        "marker tables?)");
+      continue;
+    }
+    const int64_t ac = c[counter::kAcState], delim = c[counter::kDelimState];
+    TORCH_CHECK_VALUE(ac >= 0 && ac < t.states, "braking_step: state row ", b, " has ac_state ", ac,
+                      ", outside the tables' ", t.states, " automaton states (a state carried over from other ",
+                      "marker tables?)");
+    TORCH_CHECK_VALUE(delim >= 0 && delim < kDelimStates, "braking_step: state row ", b, " has delim_state ", delim,
+                      ", outside [0, ", kDelimStates, ")");
+  }
 }
 
 }  // namespace mta::braking

@@ -25,4 +25,10 @@ Batch check_args(const at::Tensor& logits, const at::Tensor& last_tokens, const 
                  const at::Tensor& flags, const at::Tensor& tables, at::IntArrayRef table_layout,
                  const at::Tensor& config, at::DeviceType device_type);
 
+// Raises (a ValueError in Python) unless every row still thinking holds state values that
+// index `batch.tables`: ac_state and delim_state for a row thinking, brake_pos for a row
+// braking. Reads the state, so host (CPU) tensors only; on the GPU the row routine clamps
+// instead (braking_row.h's index_or) and the Python layer checks before a launch.
+void check_state_values(const Batch& batch);
+
 }  // namespace mta::braking

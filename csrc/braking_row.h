@@ -11,8 +11,8 @@
 //   counters [B, counter::kCount] int64   per-row counters and automaton state
 //   flags    [B, flag::kCount]    bool    per-row phase flags
 //   config   [B, config::kCount]  float64 triggers; integer ones hold integers (negative:
-//                                         off), marker_ratio / end_think_margin the fp32
-//                                         value (NaN: off)
+//                                         off), marker_ratio its fp64 threshold and
+//                                         end_think_margin its fp32 value (NaN: off)
 //   tables   [N] uint8 with table_layout int[table::kCount]: sizes, end_think_id and the
 //            byte offset of each table in `tables` (aligned to its element size)
 #pragma once
@@ -68,6 +68,10 @@ enum : int {
 };
 }  // namespace table
 
+// delim_state at the start of thinking ("inside a break"); mta_kernels.braking.DELIM_START.
+constexpr int64_t kDelimStart = 2;
+constexpr int64_t kDelimStates = 3;
+
 // brake_reason values; mta_kernels.braking.BRAKE_REASONS names them.
 enum class BrakeReason : int64_t { kNone = 0, kBudget = 1, kMarkerRatio = 2, kSteps = 3, kMargin = 4 };
 
@@ -86,8 +90,16 @@ struct Tables {
   const uint8_t* step_class;
   const int32_t* step_table;
   const int64_t* brake_ids;
-  int64_t vocab, classes, brake_len, end_think_id;
+  int64_t vocab, states, classes, step_classes, brake_len, end_think_id;
 };
+
+// `i` when it indexes a table of `n` entries, else `fallback`. Every index the row routine
+// reads from a tensor goes through this: the state values are checked on the host before a
+// call (check_state_values on the CPU, BrakingState.ensure_fits before any launch) and
+// MarkerTables checks its contents when built, so on valid input this never changes a
+// value; it keeps a value that got past those checks (a state edited in place on the GPU,
+// where checking every step would cost a host sync) from reading out of bounds.
+MTA_HOST_DEVICE int64_t index_or(int64_t i, int64_t n, int64_t fallback) { return i >= 0 && i < n ? i : fallback; }
 
 MTA_HOST_DEVICE bool is_nan(double x) {
 #if defined(__CUDA_ARCH__)
@@ -101,8 +113,9 @@ MTA_HOST_DEVICE bool is_nan(double x) {
 MTA_HOST_DEVICE void consume_token(int64_t token, int64_t* c, bool* f, const Tables& t) {
   if (token < 0 || !f[flag::kInThink]) return;
   if (f[flag::kBraking]) {
-    c[counter::kBrakePos] += 1;
-    if (token == t.end_think_id || c[counter::kBrakePos] >= t.brake_len) {
+    const int64_t pos = index_or(c[counter::kBrakePos], t.brake_len, t.brake_len - 1) + 1;
+    c[counter::kBrakePos] = pos;
+    if (token == t.end_think_id || pos >= t.brake_len) {
       f[flag::kInThink] = false;
       f[flag::kBraking] = false;
     }
@@ -114,8 +127,9 @@ MTA_HOST_DEVICE void consume_token(int64_t token, int64_t* c, bool* f, const Tab
   }
   const int64_t pos = ++c[counter::kThinkingTokens];
   const bool in_tables = token < t.vocab;  // tokens past the class map are class 0
-  const int64_t cls = in_tables ? t.token_class[token] : 0;
-  const int64_t state = t.transitions[c[counter::kAcState] * t.classes + cls];
+  const int64_t cls = in_tables ? index_or(t.token_class[token], t.classes, 0) : 0;
+  const int64_t from = index_or(c[counter::kAcState], t.states, 0);
+  const int64_t state = index_or(t.transitions[from * t.classes + cls], t.states, 0);
   c[counter::kAcState] = state;
   const int64_t longest = t.match_len[state];
   if (longest > 0) {
@@ -126,7 +140,9 @@ MTA_HOST_DEVICE void consume_token(int64_t token, int64_t* c, bool* f, const Tab
     c[counter::kCountedUntil] = pos;
   }
   // Step delimiters: a 3-state matcher, so one split across tokens counts too.
-  const int32_t code = t.step_table[(in_tables ? t.step_class[token] : 0) * 3 + c[counter::kDelimState]];
+  const int64_t step_cls = in_tables ? index_or(t.step_class[token], t.step_classes, 0) : 0;
+  const int64_t delim = index_or(c[counter::kDelimState], kDelimStates, kDelimStart);
+  const int32_t code = t.step_table[step_cls * kDelimStates + delim];
   c[counter::kDelimState] = code & 3;
   c[counter::kSteps] += code >> 2;
 }
@@ -149,7 +165,8 @@ MTA_HOST_DEVICE RowAction consume_and_decide(int64_t token, int64_t* c, bool* f,
   const int64_t tokens = c[counter::kThinkingTokens];
   const double budget = cfg[config::kMaxThinkingTokens];
   if (budget >= 0 && static_cast<double>(tokens) >= budget) return start_braking(c, f, BrakeReason::kBudget);
-  // Ratio in fp64; a NaN or inf ratio never holds.
+  // marker / thinking in fp64, correctly rounded: a ratio equal to the threshold's decimal
+  // value reaches it (6 / 20 >= 0.3, which fp32 missed). A NaN or inf threshold never holds.
   if (static_cast<double>(tokens) >= cfg[config::kMinThinkingTokens] && tokens > 0 &&
       static_cast<double>(c[counter::kMarkerTokens]) / static_cast<double>(tokens) >= cfg[config::kMarkerRatio]) {
     return start_braking(c, f, BrakeReason::kMarkerRatio);
@@ -170,10 +187,12 @@ MTA_HOST_DEVICE RowAction decide_margin(float row_max, float end_logit, int64_t*
   return RowAction::kUntouched;
 }
 
-// Stage 3: the token a braking row is forced to.
-MTA_HOST_DEVICE int64_t forced_token(const int64_t* c, const Tables& t) {
+// Stage 3: the token a braking row is forced to, a column of its `vocab`-wide logits row
+// (an id outside it, possible only with hand-built tables, forces end_think_id instead).
+MTA_HOST_DEVICE int64_t forced_token(const int64_t* c, const Tables& t, int64_t vocab) {
   const int64_t pos = c[counter::kBrakePos];
-  return t.brake_ids[pos < t.brake_len - 1 ? pos : t.brake_len - 1];
+  const int64_t id = t.brake_ids[pos < 0 ? 0 : pos < t.brake_len - 1 ? pos : t.brake_len - 1];
+  return index_or(id, vocab, t.end_think_id);
 }
 
 }  // namespace mta::braking

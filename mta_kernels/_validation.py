@@ -23,6 +23,8 @@ LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 __all__ = [
     "LOGIT_DTYPES",
+    "INT64_MAX",
+    "INT64_MIN",
     "FINITE",
     "FINITE_NUMBER",
     "Interval",
@@ -34,16 +36,20 @@ __all__ = [
     "PROBABILITY",
     "TEMPERATURE",
     "TOP_P",
+    "as_float",
     "check_bool",
     "check_float_2d",
     "check_int",
     "check_logits_2d",
     "check_number",
     "check_optional_int",
+    "check_generator",
     "check_row_ints",
     "check_tensor",
+    "check_tensor_values",
     "clear_caches",
     "filled",
+    "fp32_saturated",
     "is_integer_dtype",
     "per_model_param",
     "per_row_param",
@@ -119,23 +125,48 @@ NON_NEGATIVE = Interval(0.0, _INF)
 # ---------------------------------------------------------------------------------------
 
 
+def as_float(value: Real) -> float:
+    """``float(value)``, with an integer too large for a float read as +-inf (so a range
+    check rejects it by name instead of ``float()`` raising OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+_FP32_MAX = torch.finfo(torch.float32).max
+
+
+def fp32_saturated(value: float) -> float:
+    """A checked float as an fp32 row holds it: past the fp32 range it saturates at the
+    largest finite fp32 (a temperature of 1e300 is as flat as one of 3.4e38)."""
+    return max(-_FP32_MAX, min(_FP32_MAX, value))
+
+
 def check_number(value: object, name: str, interval: Interval = ANY) -> float:
     """A real number (not a bool) inside ``interval``, as a float."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
+    v = as_float(value)
     interval.check(v, name)
     return v
 
 
+#: The int64 range: Python ints past it cannot become a tensor value or a size.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def check_int(value: object, name: str, lo: int | None = None, hi: int | None = None) -> int:
-    """An integer (not a bool) in ``[lo, hi]`` (either bound optional), as an int."""
+    """An integer (not a bool) in ``[lo, hi]`` (either bound optional; an int64 either way),
+    as an int."""
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if lo is not None and value < lo:
         raise ValueError(f"{name} must be >= {lo}, got {value}")
     if hi is not None and value > hi:
         raise ValueError(f"{name} must be <= {hi}, got {value}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{name} must fit in int64 (|{name}| < 2**63), got {value}")
     return int(value)
 
 
@@ -147,6 +178,17 @@ def check_optional_int(value: object, name: str, lo: int) -> int | None:
         which = "a positive integer" if lo == 1 else f"an integer >= {lo}"
         raise ValueError(f"{name} must be {which} or None, got {value!r}")
     return int(value)
+
+
+def check_generator(generator: object, device: torch.device, other: str = "logits") -> torch.Generator | None:
+    """None, or a ``torch.Generator`` on the device type of ``device`` (where ``other`` lives)."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator.device.type != device.type:
+        raise ValueError(f"generator is on {generator.device} but {other} are on {device}")
+    return generator
 
 
 def check_bool(value: object, name: str) -> bool:
@@ -218,6 +260,12 @@ def _remember_checked(t: torch.Tensor) -> None:
     _checked_tensors[id(t)] = (weakref.ref(t), t._version)
 
 
+def check_tensor_values(value: torch.Tensor, name: str, interval: Interval) -> None:
+    """Raise unless every entry of ``value`` lies in ``interval`` (a CUDA tensor costs one
+    host sync, once per identity and version; skipped under graph capture / compile)."""
+    _check_tensor_range(value, value, name, interval)
+
+
 def _check_tensor_range(value: torch.Tensor, out: torch.Tensor, name: str, interval: Interval) -> None:
     """Range-check ``out`` (``value`` converted); a CUDA ``value`` once per identity and version."""
     device = value.device
@@ -253,8 +301,10 @@ def per_row_param(
     interval: Interval = ANY,
     *,
     integer: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """A scalar or a [B] tensor -> a [B] tensor on ``device`` (int64 if ``integer`` else fp32).
+    """A scalar or a [B] tensor -> a [B] tensor on ``device`` (int64 if ``integer`` else fp32,
+    or ``dtype``). Integers must fit in int64.
 
     Scalars are range-checked for free. Tensor values are range-checked too, which costs one
     device-to-host copy for a CUDA tensor the first time it is seen (again only after it is
@@ -275,15 +325,21 @@ def per_row_param(
         else:
             if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
                 raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
-            out = value.to(torch.float32)
+            out = value.to(dtype or torch.float32)
         _check_tensor_range(value, out, name, interval)
         return out.contiguous()
     if isinstance(value, bool) or not isinstance(value, (Integral, Real)):
         raise TypeError(f"{name} must be a number or a [B] tensor, got {type(value).__name__}")
     if integer and not isinstance(value, Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
+    if integer and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{name} must fit in int64 (|{name}| < 2**63), got {value}")
+    if not integer:
+        value = as_float(value)
     interval.check(float(value), name)
-    dtype = torch.int64 if integer else torch.float32
+    dtype = dtype or (torch.int64 if integer else torch.float32)
+    if dtype == torch.float32:
+        value = fp32_saturated(value)
     if torch.compiler.is_compiling():
         return torch.full((batch,), value, dtype=dtype, device=device)
     return filled(value, batch, device, dtype)
@@ -359,8 +415,8 @@ def per_model_param(value: object, name: str, models: int, batch: int, device: t
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (Integral, Real)):
             raise TypeError(f"{name} must hold numbers, got {type(v).__name__} {v!r}")
-        interval.check(float(v), name)
-    values = tuple(float(v) for v in values)
+        interval.check(as_float(v), name)
+    values = tuple(fp32_saturated(as_float(v)) for v in values)
     if torch.compiler.is_compiling():
         return torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1).expand(-1, batch).contiguous()
     return _per_model_values(values, batch, device)

@@ -604,3 +604,200 @@ def test_marker_list_is_the_one_sbt_scores_with():
     from mta.sbt.markers import SBT_MARKERS as SCORING_MARKERS
 
     assert SBT_MARKERS == SCORING_MARKERS and len(SBT_MARKERS) == 26
+
+
+# --------------------------------------------------------------------------- out-of-range indices
+def _stepped_state(tables, tokens, device=DEVICE):
+    """A one-row state after consuming ``tokens`` with ``tables`` (no triggers)."""
+    state = BrakingState.new(1, device)
+    for tok in [None, *tokens]:
+        last = None if tok is None else torch.tensor([tok], device=device)
+        braking_step(torch.zeros(1, tables.vocab_size, device=device), last, state, tables, BrakingConfig())
+    return state
+
+
+@pytest.fixture
+def big_and_small():
+    """Tables with many automaton states, and tables with few over the same vocabulary."""
+    big = MarkerTables.from_token_ids([[3, 4, 5, 6, 7, 8, 9]], [10], 1, [11, 12, 13, 1], 16)
+    small = MarkerTables.from_token_ids([[3]], [10], 1, [11, 1], 16)
+    assert big.num_states > 6 and small.num_states == 2
+    return big.to(DEVICE), small.to(DEVICE)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_state_carried_to_smaller_tables_raises_instead_of_reading_out_of_bounds(backend, big_and_small, monkeypatch):
+    """Issue 14 item 1: the C++ op read transitions[ac_state * C + cls] past the table (a
+    segfault); every backend now names the field."""
+    monkeypatch.setenv("MTA_BACKEND", backend)
+    big, small = big_and_small
+    state = _stepped_state(big, [3, 4, 5, 6])
+    assert int(state.ac_state[0]) >= small.num_states
+    with pytest.raises(ValueError, match=r"ac_state\[0\] = \d+ is outside the tables' 2 automaton states"):
+        braking_step(torch.zeros(1, 16, device=DEVICE), torch.tensor([3], device=DEVICE), state, small, BrakingConfig())
+    # A braking state whose forced position is past a shorter brake text.
+    braking = _stepped_state(big, [])
+    braking_step(torch.zeros(1, 16, device=DEVICE), None, braking, big, BrakingConfig(max_thinking_tokens=0))
+    for tok in (11, 12, 13):
+        braking_step(torch.zeros(1, 16, device=DEVICE), torch.tensor([tok], device=DEVICE), braking, big,
+                     BrakingConfig())
+    assert int(braking.brake_pos[0]) == 3 and bool(braking.braking[0])
+    with pytest.raises(ValueError, match=r"brake_pos\[0\] = 3 is outside the tables' 2 forced tokens"):
+        braking_step(torch.zeros(1, 16, device=DEVICE), None, braking, small, BrakingConfig())
+    # A state built from tensors is checked on first use too.
+    counters = BrakingState.new(1, DEVICE).counters.clone()
+    counters[0, Counter.DELIM_STATE] = 7
+    flags = torch.tensor([[True, False, False]], device=DEVICE)
+    with pytest.raises(ValueError, match=r"delim_state\[0\] = 7"):
+        braking_step(torch.zeros(1, 16, device=DEVICE), None, BrakingState(counters, flags), small, BrakingConfig())
+    # Rows done thinking read no table: their stale values are fine.
+    done = _stepped_state(big, [3, 4, 5, 6, 1])
+    assert not bool(done.in_think[0])
+    braking_step(torch.zeros(1, 16, device=DEVICE), torch.tensor([3], device=DEVICE), done, small, BrakingConfig())
+
+
+@pytest.mark.parametrize("backend", KERNELS)
+def test_raw_op_checks_or_clamps_every_index(backend, big_and_small):
+    """The C++ op itself: out-of-range state values raise on the CPU (a ValueError naming the
+    field) and are clamped on the GPU (no host sync); out-of-range table contents (hand-built
+    tables that bypass MarkerTables' checks) are clamped, the same as the reference does."""
+    big, small = big_and_small
+    state = _stepped_state(big, [3, 4, 5, 6])
+    args = (state.counters, state.flags, small.packed, list(small.layout),
+            BrakingConfig().normalised(1, torch.device(DEVICE)))
+    last = torch.tensor([3], device=DEVICE)
+    if DEVICE == "cpu":
+        with pytest.raises(ValueError, match="ac_state"):
+            torch.ops.mta.braking_step(torch.zeros(1, 16), last, *args)
+    else:
+        torch.ops.mta.braking_step(torch.zeros(1, 16, device=DEVICE), last, *args)
+        torch.cuda.synchronize()
+        assert 0 <= int(state.ac_state[0]) < small.num_states
+    # Corrupt tables: every table value out of range (what MarkerTables would refuse).
+    packed = small.packed.clone()
+    views = {name: getattr(small, name) for name in ("token_class", "transitions", "step_class", "brake_ids")}
+    offsets = {name: view.data_ptr() - small.packed.data_ptr() for name, view in views.items()}
+    for name, value in (("token_class", 10**6), ("transitions", -5), ("step_class", 250), ("brake_ids", 10**9)):
+        view = views[name]
+        packed[offsets[name]:offsets[name] + view.numel() * view.element_size()].view(view.dtype).fill_(value)
+    want, got = BrakingState.new(2, DEVICE), BrakingState.new(2, DEVICE)
+    config = BrakingConfig(max_thinking_tokens=torch.tensor([3, -1], device=DEVICE)).normalised(2, torch.device(DEVICE))
+    for tok in (None, 3, 10, 3, 11):
+        last = torch.full((2,), -1 if tok is None else tok, device=DEVICE)
+        ref_logits, op_logits = torch.zeros(2, 16, device=DEVICE), torch.zeros(2, 16, device=DEVICE)
+        braking_step_reference(ref_logits, last, want.counters, want.flags, packed, small.layout, config)
+        torch.ops.mta.braking_step(op_logits, last, got.counters, got.flags, packed, list(small.layout), config)
+        assert torch.equal(op_logits, ref_logits) and torch.equal(got.counters, want.counters)
+    assert int(got.brake_reason[0]) == 1 and op_logits[0].argmax() == 1  # a forced id past V forces end_think_id
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="the reference clamps state values only where it cannot check them")
+def test_reference_and_cuda_clamp_state_values_alike(big_and_small):
+    big, small = big_and_small
+    config = BrakingConfig(max_thinking_tokens=torch.tensor([-1, 1, -1], device="cuda")).normalised(3, torch.device("cuda"))
+    want, got = BrakingState.new(3, "cuda"), BrakingState.new(3, "cuda")
+    for s in (want, got):
+        s.ac_state.copy_(torch.tensor([99, -4, 1]))
+        s.delim_state.copy_(torch.tensor([5, -1, 2]))
+    for tok in (3, 10, 11, 12, 1):
+        last = torch.full((3,), tok, device="cuda")
+        ref_logits, op_logits = torch.zeros(3, 16, device="cuda"), torch.zeros(3, 16, device="cuda")
+        braking_step_reference(ref_logits, last, want.counters, want.flags, small.packed, small.layout, config)
+        torch.ops.mta.braking_step(op_logits, last, got.counters, got.flags, small.packed, list(small.layout), config)
+        assert torch.equal(op_logits, ref_logits) and torch.equal(got.counters, want.counters)
+
+
+def test_state_is_checked_once_per_table_change(big_and_small, monkeypatch):
+    """The check reads the state (a host sync on the GPU) only when the tables shrink or the
+    state is new to the library, never per step; row views of a checked state share it."""
+    import mta_kernels.braking.state as state_module
+
+    calls = []
+    real = state_module.state_problem
+    monkeypatch.setattr(state_module, "state_problem", lambda *a: calls.append(a) or real(*a))
+    big, small = big_and_small
+    state = BrakingState.new(4, DEVICE)
+    for tables in (small, big):  # tables at least as large as the last: no check
+        for tok in (None, 3, 4, 5):
+            last = None if tok is None else torch.full((4,), tok, device=DEVICE)
+            braking_step(torch.zeros(4, 16, device=DEVICE), last, state, tables, BrakingConfig())
+    rows = BrakingState(state.counters[1:3], state.flags[1:3])
+    braking_step(torch.zeros(2, 16, device=DEVICE), None, rows, big, BrakingConfig())
+    controller = BrakingController(big, BrakingConfig(), 4, DEVICE)
+    for _ in range(3):
+        controller.step(torch.zeros(4, 16, device=DEVICE), torch.full((4,), 3, device=DEVICE))
+    assert calls == []
+    braking_step(torch.zeros(4, 16, device=DEVICE), torch.full((4,), 2, device=DEVICE), state, big,
+                 BrakingConfig())  # back to the automaton's root: the state fits the small tables again
+    braking_step(torch.zeros(4, 16, device=DEVICE), None, state, small, BrakingConfig())  # carried to smaller
+    braking_step(torch.zeros(4, 16, device=DEVICE), None, state, small, BrakingConfig())
+    assert len(calls) == 1
+
+
+def test_malformed_table_contents_are_refused_when_built():
+    good = MarkerTables.from_token_ids([[3, 4]], [6], 1, [7, 1], 12)
+    fields = {f.name: getattr(good, f.name) for f in dataclasses.fields(good)}
+    for name, value, match in [
+        ("transitions", 99, "transitions holds 99"),
+        ("token_class", -1, "token_class holds -1"),
+        ("step_class", 9, "step_class holds 9"),
+        ("brake_ids", -2, "brake_ids holds -2"),
+    ]:
+        bad = dict(fields, **{name: fields[name].clone()})
+        bad[name].view(-1)[0] = value
+        with pytest.raises(ValueError, match=match):
+            MarkerTables(**bad)
+    step_table = fields["step_table"].clone()
+    step_table[0, 0] = 3
+    with pytest.raises(ValueError, match="next delimiter state"):
+        MarkerTables(**dict(fields, step_table=step_table))
+
+
+# --------------------------------------------------------------------------- exact ratio threshold
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("ratio", [0.3, torch.tensor([0.3]), torch.tensor([0.3], dtype=torch.float64),
+                                   torch.tensor([0.3], dtype=torch.bfloat16)], ids=["number", "fp32", "fp64", "bf16"])
+def test_marker_ratio_threshold_is_exact(backend, ratio, monkeypatch):
+    """Issue 14 item 7: 6 marker tokens of 20 reach 0.3 (the fp32 threshold 0.30000001 never
+    did); 5 of 20 do not, and neither do 6 of 20 reach a threshold just above 0.3."""
+    monkeypatch.setenv("MTA_BACKEND", backend)
+    tables = MarkerTables.from_token_ids([[4]], [5], 2, [3, 2], vocab_size=8).to(DEVICE)
+    if isinstance(ratio, torch.Tensor):
+        ratio = ratio.to(DEVICE)
+
+    def braked_at(markers: int, threshold) -> int | None:
+        state = BrakingState.new(1, DEVICE)
+        cfg = BrakingConfig(marker_ratio=threshold, min_thinking_tokens=20)
+        braking_step(torch.zeros(1, 8, device=DEVICE), None, state, tables, cfg)
+        for i in range(20):
+            tok = 4 if i < markers else 6
+            braking_step(torch.zeros(1, 8, device=DEVICE), torch.tensor([tok], device=DEVICE), state, tables, cfg)
+            if bool(state.braked[0]):
+                return int(state.thinking_tokens[0])
+        return None
+
+    assert braked_at(6, ratio) == 20
+    assert braked_at(5, ratio) is None
+    assert braked_at(6, 0.30000000000000004) is None
+
+
+def test_config_is_checked_when_built_and_assigned():
+    """Issue 14 item 12: a bad trigger fails where it is written, not at the first step."""
+    for kwargs, error, match in [
+        (dict(max_thinking_tokens="100"), TypeError, "max_thinking_tokens must be an int"),
+        (dict(max_thinking_tokens=10**30), ValueError, "max_thinking_tokens must fit in int64"),
+        (dict(max_steps=2.5), TypeError, "max_steps must be an int"),
+        (dict(max_steps=torch.tensor([1.5, 2.0])), TypeError, "max_steps must be an integer tensor"),
+        (dict(marker_ratio=-0.1), ValueError, "marker_ratio must be in"),
+        (dict(marker_ratio=float("nan")), ValueError, "marker_ratio must be in"),
+        (dict(marker_ratio=torch.tensor([0.2, -1.0])), ValueError, "marker_ratio must be in"),
+        (dict(marker_ratio="0.3"), TypeError, "marker_ratio must be a number"),
+        (dict(end_think_margin=torch.ones(2, 2)), ValueError, r"end_think_margin must be a scalar or a \[B\] tensor"),
+        (dict(min_thinking_tokens=True), TypeError, "min_thinking_tokens must be an int"),
+    ]:
+        with pytest.raises(error, match=match):
+            BrakingConfig(**kwargs)
+    cfg = BrakingConfig(max_steps=3)
+    with pytest.raises(TypeError, match="max_steps"):
+        cfg.max_steps = "4"
+    assert cfg.max_steps == 3

@@ -215,9 +215,36 @@ def test_max_new_tokens_zero_and_package_level_call(llama):
         (dict(logits_processors=[42]), TypeError, r"logits_processors\[0\] must be callable"),
         (dict(seed=1, generator=torch.Generator()), ValueError, "generator or seed"),
         (dict(eos_token_id=[-3]), ValueError, "eos_token_id must be"),
+        # Issue 14 item 12: these failed with AttributeError, OverflowError or in the allocator.
+        (dict(generator=5), TypeError, "generator must be a torch.Generator or None, got int"),
+        (dict(generator=torch.Generator().get_state()), TypeError, "generator must be a torch.Generator"),
+        (dict(top_k=10**30), ValueError, "top_k must fit in int64"),
+        (dict(top_k=[1, 10**30, 3]), ValueError, r"top_k\[1\] must fit in int64"),
+        (dict(temperature=10**400), ValueError, "temperature must be in"),
+        (dict(max_new_tokens=10**12), ValueError, "max_new_tokens=1000000000000 does not fit the model's context "
+                                                  "of 2048 tokens: the longest prompt has 7 tokens, so at most 2041"),
+        (dict(max_new_tokens=2**70), ValueError, "max_new_tokens must fit in int64"),
+        (dict(braking="on"), TypeError, "braking must be a"),
     ],
 )
 def test_bad_inputs_name_the_argument(llama, kwargs, error, match):
     kwargs = {"prompts": PROMPTS, "max_new_tokens": 2, "progress": False, **kwargs}
     with pytest.raises(error, match=match):
         generate(llama, None, **kwargs)
+
+
+def test_per_row_braking_config_is_checked_before_the_model_runs(llama, monkeypatch):
+    """Issue 14 item 12: a [B] config of the wrong length failed at the first decode step."""
+    from mta_kernels.braking import BrakingConfig, MarkerTables
+    from mta_kernels.integrations.transformers import BrakingLogitsProcessor
+
+    tables = MarkerTables.from_token_ids([[5]], [6], 1, [1], V)
+    monkeypatch.setattr(llama, "forward", lambda *a, **k: pytest.fail("the model ran"))
+    kw = dict(max_new_tokens=2, progress=False, n=2)  # B = 3 prompts * 2 = 6 rows
+    with pytest.raises(ValueError, match=r"braking.cfg: max_thinking_tokens must be a scalar or a \[B\] tensor "
+                                         r"with B=6, got shape \(3,\)"):
+        generate(llama, None, PROMPTS, braking=BrakingLogitsProcessor(
+            tables, BrakingConfig(max_thinking_tokens=torch.tensor([1, 2, 3]))), **kw)
+    with pytest.raises(ValueError, match=r"braking.in_think must be a bool or a \[6\] bool tensor"):
+        generate(llama, None, PROMPTS, braking=BrakingLogitsProcessor(
+            tables, BrakingConfig(), in_think=torch.ones(3, dtype=torch.bool)), **kw)

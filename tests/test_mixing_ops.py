@@ -104,16 +104,41 @@ def test_edges_nan_inf_weight_zero_and_empty_rows(backend, force_backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("temperature", [1e-30, 1e-4, 1e4, 1e30])
+@pytest.mark.parametrize("temperature", [1e-45, 1e-40, 1e-30, 1e-4, 1e4, 1e30])
 def test_extreme_temperatures_stay_finite_and_sample_the_limit(backend, temperature, force_backend):
     force_backend(backend)
     xs = models(K=2, B=3, V=100)
-    out = mk.mix_logits(xs, [1.0, 0.0], temperature=temperature)
-    assert not out.isnan().any()
+    for normalize in (True, False):
+        out = mk.mix_logits(xs, [1.0, 0.0], temperature=temperature, normalize=normalize, plausibility=0.1)
+        assert not out.isnan().any() and not out.isposinf().any()
+        if normalize and temperature <= 1e-4:  # log-probabilities keep the ranking; raw x / T saturates
+            assert torch.equal(out.argmax(dim=1), xs[0].argmax(dim=1))
     tokens = mk.mix_and_sample(xs, [1.0, 0.0], temperature=temperature, generator=torch.Generator(DEVICE).manual_seed(0))
     if temperature <= 1e-4:  # the limit is model 0's argmax
         assert torch.equal(tokens, xs[0].argmax(dim=1))
     assert ((tokens >= 0) & (tokens < 100)).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tiny_temperatures_sample_the_argmax_of_the_mixture(backend, force_backend):
+    """Issue 14 item 5: with x_k / T_k overflowing fp32 every positive logit saturated, and
+    mix_and_sample turned uniform over them. The limit of vanishing temperatures is the
+    argmax of sum_k w_k x_k (equal temperatures), or of the coldest models' terms."""
+    force_backend(backend)
+    xs = models(K=2, B=4, V=300)
+    plain = [x.float() for x in xs]
+    for seed in range(3):
+        g = torch.Generator(DEVICE).manual_seed(seed)
+        for normalize in (True, False):
+            tokens, logprobs = mk.mix_and_sample(xs, [1.0, 0.5], temperature=1e-40, normalize=normalize,
+                                                 generator=g, return_logprobs=True)
+            assert torch.equal(tokens, (plain[0] + 0.5 * plain[1]).argmax(dim=1))
+            assert torch.equal(logprobs, torch.zeros_like(logprobs))
+        colder = mk.mix_and_sample(xs, [1.0, 0.5], temperature=[1e-40, 1.0], generator=g)
+        assert torch.equal(colder, plain[0].argmax(dim=1))
+        # Contrastive decoding at a tiny temperature: only the expert's argmax is plausible.
+        contrastive = mk.mix_and_sample(xs, [1.0, -1.0], temperature=1e-40, plausibility=0.1, generator=g)
+        assert torch.equal(contrastive, plain[0].argmax(dim=1))
 
 
 def test_empty_batch_and_vocabulary_truncation():

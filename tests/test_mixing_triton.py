@@ -11,7 +11,7 @@ import torch
 from conftest import DEVICE
 from mta_kernels.mixing import triton_kernels as mt
 from mta_kernels.mixing.inputs import mix_inputs
-from mta_kernels.mixing.reference import mix_and_sample_reference, mix_logits_reference
+from mta_kernels.mixing.reference import factored_mixture, mix_and_sample_reference, mix_logits_reference
 from mta_kernels.sampling import triton_split_row as split_row
 from mta_kernels.sampling.triton_split_row import BY_CHUNKS, FULL_ROW
 from sampling_cases import make_logits
@@ -62,9 +62,10 @@ def check(inputs, top_k=0, top_p=1.0, min_p=0.0, *, top_k_hint=None, seed=0):
     )
     assert torch.equal(tokens, ref_tokens)
     torch.testing.assert_close(logprobs, ref_logprobs, rtol=1e-4, atol=1e-4)
-    # The stored mixture is the normalize=False one: the sampler never needs the normalisers.
-    shifted = mix_logits_reference(inputs.logits, inputs.weights, False, inputs.temperature, inputs.plausibility)
-    torch.testing.assert_close(mixed, shifted, rtol=1e-5, atol=1e-5)
+    # The stored mixture is the factored one (s' = the scores times T_min, no normalisers):
+    # the sampler needs neither the normalisers nor a division by a tiny temperature.
+    factored, _ = factored_mixture(inputs.logits, inputs.weights, inputs.temperature, inputs.plausibility)
+    torch.testing.assert_close(mixed, factored, rtol=1e-5, atol=1e-5)
     return ws.rows_served().cpu()
 
 

@@ -84,6 +84,35 @@ def test_edge_parameters_equal_reference(backend, temperature, top_k, top_p, min
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize(
+    "temperature,scale,top_k,top_p",
+    [
+        (1e-40, 1.0, 0, 1.0),  # x / T overflows fp32 for |x| > 3.4e-2
+        (1e-45, 1.0, 50, 0.9),  # the smallest subnormal fp32
+        (1e-10, 1e30, 0, 1.0),  # logits near 1e30
+        (1e-38, 1.0, 5, 1.0),  # some rows overflow, some do not
+        (1e-30, 1e10, 0, 0.5),
+    ],
+)
+def test_tiny_temperatures_are_greedy(backend, temperature, scale, top_k, top_p):
+    """Issue 14 item 5: the limit T -> 0+ is greedy on every backend, with no NaN or +inf in
+    the filtered row (mk.sample took a uniform draw over the overflowed tokens, filter_logits
+    returned +inf), and every backend still returns the reference's token for the same draw."""
+    B, V = 5, 300
+    logits = make_logits(B, V, "normal1", seed=7, device=DEVICE) * scale
+    logits[1] = -logits[1].abs() - scale  # all negative: x / T underflows to -inf everywhere
+    logits[2, 10] = logits[2, 200] = logits[2].max() * 2  # a tie at the top: the first argmax
+    logits[3, ::3] = float("nan")
+    params = params_for(B, V, temperature, top_k, top_p, 0.0)
+    for seed in range(3):
+        tokens = check_backend(backend, logits, params, seed=seed)
+        assert torch.equal(tokens, logits.nan_to_num(nan=float("-inf")).argmax(dim=1))
+    filtered = run_filter(backend, logits, params)
+    assert not filtered.isnan().any() and not filtered.isposinf().any()
+    assert torch.equal(filtered.argmax(dim=1), tokens)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_nan_inf_and_ties(backend):
     V = 300
     logits = make_logits(6, V, "normal1", seed=5, device=DEVICE)

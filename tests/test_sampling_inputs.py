@@ -55,12 +55,36 @@ def test_bad_logits(op, logits, match):
         ({"temperature": torch.tensor([1.0, -1.0])}, "temperature must be in"),
         ({"min_p": torch.tensor([0.1, float("nan")])}, "min_p must be in"),
         ({"temperature": torch.ones(2, device="meta")}, "temperature is on meta but logits are on"),
+        ({"top_k": 10**30}, "top_k must fit in int64"),  # was an OverflowError (issue 14)
+        ({"top_k": -(10**30)}, "top_k must fit in int64"),
+        ({"temperature": 10**400}, "temperature must be in"),  # float() of it overflowed
+        ({"top_k": [5, 5]}, "top_k must be a number or a"),
     ],
 )
 def test_bad_parameters(op, kwargs, match):
     kwargs = {k: v.to(DEVICE) if isinstance(v, torch.Tensor) and v.device.type != "meta" else v for k, v in kwargs.items()}
     with pytest.raises((TypeError, ValueError), match=match):
         op(logits_2x5(), **kwargs)
+
+
+@pytest.mark.parametrize("generator", [5, "seed", torch.Generator().get_state(), object()])
+def test_generator_of_the_wrong_type_is_a_type_error(generator):
+    """Issue 14 item 12: a non-Generator raised AttributeError ('int' object has no attribute 'device')."""
+    for call in (lambda: mk.sample(logits_2x5(), generator=generator),
+                 lambda: mk.mix_and_sample([logits_2x5()], [1.0], generator=generator)):
+        with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got"):
+            call()
+
+
+def test_temperatures_past_the_fp32_range_saturate():
+    """A finite temperature past the fp32 range (1e300) is as flat as the largest fp32 one,
+    not a RuntimeError from the fp32 fill; one below it (1e-300) is greedy, as 0 is."""
+    logits = logits_2x5()
+    flat = mk.filter_logits(logits, 1e300)
+    assert torch.isfinite(flat).all() and flat.abs().max() < 1e-30
+    assert torch.equal(mk.sample(logits, 1e-300), logits.argmax(dim=1))
+    weights = mk.mix_logits([logits], [1e300], normalize=False)
+    assert not weights.isnan().any()
 
 
 def test_generator_on_another_device():

@@ -87,6 +87,8 @@ def logits_of(kind, B, V, seed):
         ("gumbel", 1.0, 40, 0.9, 0.05, 40),  # all three filters
         ("sparse", 0.9, 60, 0.8, 0.0, 60),  # fewer finite tokens than k per chunk
         ("normal1", 1e-30, 10, 0.9, 0.0, 10),  # z overflows to +-inf
+        ("normal1", 1e-40, 10, 0.9, 0.0, FULL_ROW),  # the row max overflows: greedy (issue 14)
+        ("normal5", 1e-40, 0, 1.0, 0.0, FULL_ROW),  # ... with nothing cut
         ("normal1", 1e4, 20, 0.5, 0.0, 20),  # near uniform
         ("peaked", 0.7, 0, 0.9, 0.0, PROBE),  # top-p only, nucleus within the probe
         ("normal1", 1.0, 0, 1e-6, 0.0, PROBE),  # tiny top_p keeps the argmax

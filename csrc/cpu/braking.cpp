@@ -67,6 +67,7 @@ void braking_step_cpu(const at::Tensor& logits, const at::Tensor& last_tokens, c
                       const at::Tensor& config) {
   using namespace braking;
   const Batch batch = check_args(logits, last_tokens, counters, flags, tables, table_layout, config, at::kCPU);
+  check_state_values(batch);
   const int64_t V = batch.vocab;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, logits.scalar_type(), "braking_step_cpu", [&] {
     scalar_t* x = logits.data_ptr<scalar_t>();
@@ -82,7 +83,7 @@ void braking_step_cpu(const at::Tensor& logits, const at::Tensor& last_tokens, c
         }
         if (action == RowAction::kForce) {
           std::fill(row, row + V, static_cast<scalar_t>(kNegInf));
-          row[forced_token(c, batch.tables)] = static_cast<scalar_t>(0.0f);
+          row[forced_token(c, batch.tables, V)] = static_cast<scalar_t>(0.0f);
         }
       }
     });

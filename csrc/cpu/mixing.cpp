@@ -1,11 +1,13 @@
 // CPU mix_and_sample: rows in parallel; per row one fused pass over the K models builds the
 // mixture in a row buffer, then the CPU sampler's row routine (sample_row.h) draws from it.
 //
-// The mixture is s' = sum_k w_k * z_k, z_k = x_k / T_k: the log-softmax normalisers of
+// The mixture is sampled as s' / T_min with s' = sum_k w_k * (T_min / T_k) * x_k and T_min
+// the row's smallest temperature: the same scores as sum_k w_k * x_k / T_k, without dividing
+// by a tiny T_k (which overflowed fp32 and made the row uniform); the sampler's rule then
+// makes a row greedy where s' / T_min still overflows. The log-softmax normalisers of
 // `normalize` only shift a row by a constant, which no cut and no softmax sees, so they are
-// skipped (mta_kernels/mixing/__init__.py explains; reference.py holds the rules: NaN as
-// -inf, saturation at the fp32 max, weight-0 models ignored, NaN sums as -inf,
-// plausibility on model 0).
+// skipped (mta_kernels/mixing/reference.py holds the rules: NaN as -inf, +inf as the fp32
+// max, weight-0 models ignored, NaN sums as -inf, plausibility on model 0).
 #include "../ops.h"
 #include "sample_row.h"
 
@@ -24,28 +26,29 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kMax = std::numeric_limits<float>::max();
 constexpr float kTiny = std::numeric_limits<float>::min();  // smallest normal
 
-inline float scaled(float x, float t) {
-  if (std::isnan(x) || x == kNegInf) return kNegInf;
-  return std::min(std::max(x / t, -kMax), kMax) + 0.0f;  // +inf and overflow saturate
-}
+// A logit as the mixture reads it: NaN -> -inf, +inf -> the fp32 max.
+inline float clean(float x) { return std::isnan(x) ? kNegInf : std::min(x, kMax); }
 
-// s[i] (+)= w * z_k[i]; returns the max of z_k over the row.
+// s[i] (+)= w * (f * x[i]) with f = T_min / T_k <= 1, so nothing overflows but the sum; returns
+// the max of the cleaned x.
 template <typename scalar_t>
-float accumulate(const scalar_t* x, int64_t V, float t, float w, bool first, float* s) {
+float accumulate(const scalar_t* x, int64_t V, float f, float w, bool first, float* s) {
   float row_max = kNegInf;
   for (int64_t i = 0; i < V; ++i) {
-    const float z = scaled(static_cast<float>(x[i]), t);
-    row_max = std::max(row_max, z);
-    const float term = w == 0.0f ? 0.0f : w * z;
+    const float v = clean(static_cast<float>(x[i]));
+    row_max = std::max(row_max, v);
+    const float term = w == 0.0f ? 0.0f : w * (f * v);
     s[i] = first ? term : s[i] + term;
   }
   return row_max;
 }
 
+// Plausibility on model 0: x_0 / T_0 >= max / T_0 + log(alpha), as x_0 >= threshold with
+// threshold = max + T_0 * log(alpha) (no division: a tiny T_0 keeps only the max).
 template <typename scalar_t>
-void plausibility_mask(const scalar_t* x, int64_t V, float t, float threshold, float* s) {
+void plausibility_mask(const scalar_t* x, int64_t V, float threshold, float* s) {
   for (int64_t i = 0; i < V; ++i)
-    if (!(scaled(static_cast<float>(x[i]), t) >= threshold)) s[i] = kNegInf;
+    if (!(clean(static_cast<float>(x[i])) >= threshold)) s[i] = kNegInf;
 }
 
 }  // namespace
@@ -82,12 +85,14 @@ std::tuple<at::Tensor, at::Tensor> mix_and_sample_cpu(at::TensorList logits, con
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> s(V), scratch;
     for (int64_t b = begin; b < end; ++b) {
+      float t_min = t[b];
+      for (int64_t k = 1; k < K; ++k) t_min = std::min(t_min, t[k * B + b]);
       float max0 = kNegInf;
       for (int64_t k = 0; k < K; ++k) {
         const at::Tensor& x = logits[k];
         AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "mta_mix_cpu", [&] {
           const scalar_t* row = x.data_ptr<scalar_t>() + b * x.stride(0);
-          const float m = accumulate(row, V, t[k * B + b], w[k * B + b], k == 0, s.data());
+          const float m = accumulate(row, V, t_min / t[k * B + b], w[k * B + b], k == 0, s.data());
           if (k == 0) max0 = m;
         });
       }
@@ -95,14 +100,15 @@ std::tuple<at::Tensor, at::Tensor> mix_and_sample_cpu(at::TensorList logits, con
         if (std::isnan(s[i])) s[i] = kNegInf;  // +inf - inf
       const float a = std::min(alpha[b], 1.0f);
       if (a > 0.0f) {
-        const float threshold = max0 + std::log(std::max(a, kTiny));
+        const float threshold = max0 + t[b] * std::log(std::max(a, kTiny));
         AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, logits[0].scalar_type(), "mta_mix_plausible", [&] {
-          plausibility_mask(logits[0].data_ptr<scalar_t>() + b * logits[0].stride(0), V, t[b], threshold, s.data());
+          plausibility_mask(logits[0].data_ptr<scalar_t>() + b * logits[0].stride(0), V, threshold, s.data());
         });
       }
       const float top_p_b = std::min(std::max(p_ptr[b], 0.0f), 1.0f);
       const float min_p_b = std::min(std::max(mp_ptr[b], 0.0f), 1.0f);
-      const SampledToken chosen = sample_scaled_row(s.data(), V, 1.0f, k_ptr[b], top_p_b, min_p_b, u[b], scratch);
+      const RowScale scale = scale_row(s.data(), V, t_min, s.data());  // s' / T_min, in place
+      const SampledToken chosen = sample_scaled_row(s.data(), V, scale, k_ptr[b], top_p_b, min_p_b, u[b], scratch);
       tok[b] = chosen.token;
       lp[b] = chosen.logprob;
     }

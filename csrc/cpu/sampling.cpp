@@ -1,6 +1,7 @@
 // CPU filter_logits / sample: rows in parallel, partial selection instead of a full sort.
 //
-// Per row: z = x / T (NaN -> -inf), max and first argmax, then
+// Per row (sample_row.h's scale_row): the max and first argmax of x, greedy at T = 0 or where
+// x_max / T overflows (the limit T -> 0+), else z = x / T (NaN -> -inf), then
 //   top-k: a k-sized heap (k <= 1024) or std::nth_element for the k-th largest value;
 //   top-p: the top-k survivors partially sorted in growing prefixes (64, 256, ...) until the
 //          running mass reaches top_p * Z, so a sharp distribution never sorts the vocabulary;
@@ -36,14 +37,6 @@ struct RowCut {
 // exp(z - max), with the max weighing 1 even when it is +inf (extreme temperatures).
 inline double weight(float z, float max) {
   return z == max ? 1.0 : std::exp(static_cast<double>(z) - static_cast<double>(max));
-}
-
-template <typename scalar_t>
-void scale_row(const scalar_t* x, int64_t V, float t, float* z) {
-  for (int64_t i = 0; i < V; ++i) {
-    const float v = static_cast<float>(x[i]);
-    z[i] = std::isnan(v) ? kNegInf : v / t + 0.0f;  // + 0.0f folds -0.0 into +0.0
-  }
 }
 
 // Value of the last token top-p keeps among `cand` (finite z, any order; reordered here):
@@ -93,16 +86,12 @@ float kth_largest(const float* z, int64_t V, int64_t k, std::vector<float>& scra
   return scratch[k - 1];
 }
 
-RowCut row_cut(float* z, int64_t V, float temperature, int64_t top_k, float top_p, float min_p,
+RowCut row_cut(const float* z, int64_t V, const RowScale& scale, int64_t top_k, float top_p, float min_p,
                std::vector<float>& scratch) {
   RowCut cut;
-  cut.greedy = temperature <= 0.0f;
-  for (int64_t i = 0; i < V; ++i) {
-    if (z[i] > cut.max) {
-      cut.max = z[i];
-      cut.argmax = i;
-    }
-  }
+  cut.greedy = scale.greedy;
+  cut.max = scale.max;
+  cut.argmax = scale.argmax;
   if (cut.greedy || cut.max == kNegInf) return cut;
 
   float thresh_k = kNegInf;
@@ -132,7 +121,6 @@ struct RowParams {
   const int64_t* top_k;
   const float* top_p;
   const float* min_p;
-  float t(int64_t b) const { return temperature[b] > 0.0f ? temperature[b] : 1.0f; }
   float p(int64_t b) const { return std::min(std::max(top_p[b], 0.0f), 1.0f); }
   float mp(int64_t b) const { return std::min(std::max(min_p[b], 0.0f), 1.0f); }
 };
@@ -166,8 +154,8 @@ at::Tensor filter_logits_cpu(const at::Tensor& logits, const at::Tensor& tempera
       std::vector<float> scratch;
       for (int64_t b = begin; b < end; ++b) {
         float* z = out_ptr + b * V;  // z lives in the output row, filtered in place
-        scale_row(x + b * V, V, prm.t(b), z);
-        const RowCut cut = row_cut(z, V, prm.temperature[b], prm.top_k[b], prm.p(b), prm.mp(b), scratch);
+        const RowScale scale = scale_row(x + b * V, V, prm.temperature[b], z);
+        const RowCut cut = row_cut(z, V, scale, prm.top_k[b], prm.p(b), prm.mp(b), scratch);
         for (int64_t i = 0; i < V; ++i)
           if (!kept(cut, z, i)) z[i] = kNegInf;
       }
@@ -176,9 +164,9 @@ at::Tensor filter_logits_cpu(const at::Tensor& logits, const at::Tensor& tempera
   return out;
 }
 
-SampledToken sample_scaled_row(float* z, int64_t V, float temperature, int64_t top_k, float top_p, float min_p,
-                               float u, std::vector<float>& scratch) {
-  const RowCut cut = row_cut(z, V, temperature, top_k, top_p, min_p, scratch);
+SampledToken sample_scaled_row(const float* z, int64_t V, const RowScale& scale, int64_t top_k, float top_p,
+                               float min_p, float u, std::vector<float>& scratch) {
+  const RowCut cut = row_cut(z, V, scale, top_k, top_p, min_p, scratch);
   if (cut.max == kNegInf) return {-1, kNegInf};
   if (cut.greedy) return {cut.argmax, 0.0f};
   double total = 0.0;
@@ -220,9 +208,9 @@ std::tuple<at::Tensor, at::Tensor> sample_cpu(const at::Tensor& logits, const at
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> z(V), scratch;
       for (int64_t b = begin; b < end; ++b) {
-        scale_row(x + b * V, V, prm.t(b), z.data());
+        const RowScale scale = scale_row(x + b * V, V, prm.temperature[b], z.data());
         const SampledToken s =
-            sample_scaled_row(z.data(), V, prm.temperature[b], prm.top_k[b], prm.p(b), prm.mp(b), u[b], scratch);
+            sample_scaled_row(z.data(), V, scale, prm.top_k[b], prm.p(b), prm.mp(b), u[b], scratch);
         tok[b] = s.token;
         lp[b] = s.logprob;
       }

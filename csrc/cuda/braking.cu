@@ -7,7 +7,9 @@
 // its max. A braking row is then rewritten by the block: -inf everywhere, 0 at the next
 // forced token. Rows neither braking nor reading the margin cost a few scalar loads. No
 // allocation, no host synchronisation: the launch can be captured in a CUDA graph. The rules
-// are those of mta_kernels/braking/reference.py.
+// are those of mta_kernels/braking/reference.py. The state values are not read on the host
+// here (that would sync): the row routine clamps every index it reads, and the Python layer
+// checks a state before it is first used with a set of tables (BrakingState.ensure_fits).
 #include "../braking_args.h"
 #include "../ops.h"
 
@@ -60,7 +62,7 @@ __global__ void __launch_bounds__(kBlock) braking_step_kernel(scalar_t* __restri
     __syncthreads();
   }
   if (s_action == RowAction::kForce) {
-    if (threadIdx.x == 0) s_forced = braking::forced_token(c, batch.tables);
+    if (threadIdx.x == 0) s_forced = braking::forced_token(c, batch.tables, V);
     __syncthreads();
     const int64_t forced = s_forced;
     const scalar_t neg_inf = static_cast<scalar_t>(-INFINITY);

@@ -15,7 +15,9 @@
 // The kernel is the Triton primitives' sequence, one named device function each (see
 // mta_kernels/sampling/triton_kernels.py), each reading the row again (z is recomputed
 // bit-identically every time):
-//   row_max_sum         max, first argmax, sum of exp(z - max), number of non -inf values
+//   row_max_sum         max, first argmax, sum of exp(z - max), number of non -inf values;
+//                       and the raw logits' max and first argmax: a row whose finite max
+//                       overflows when divided by T is greedy (the limit T -> 0+)
 //   row_cut             min-p in closed form, then
 //     radix_select_count  top-k: up to 4 count-histogram levels (stops when the crossing
 //                         bucket is kept whole)
@@ -251,11 +253,13 @@ struct Shared {
   double dscratch2[kWarps];
   float fscratch[kWarps];
   float fscratch2[kWarps];
+  float fscratch3[kWarps];
   int iscratch[kWarps];
   int iscratch2[kWarps];
+  int iscratch3[kWarps];
   // broadcasts
-  float m, s_all;
-  int arg, nfin;
+  float m, s_all, xm;
+  int arg, nfin, xarg;
   SelCount sel_count;
   SelMass sel_mass;
   double target;
@@ -267,10 +271,12 @@ struct Shared {
 // ---------------------------------------------------------------- block reductions
 
 struct MaxSum {
-  float m;  // max z (> -inf only)
-  float s;  // sum of weight(z, m)
-  int arg;  // first index of m
-  int n;    // number of z > -inf
+  float m;   // max z (> -inf only)
+  float s;   // sum of weight(z, m)
+  int arg;   // first index of m
+  int n;     // number of z > -inf
+  float xm;  // max of the raw x (NaN as -inf)
+  int xarg;  // first index of xm
 
   __device__ void add(const MaxSum& o) {
     const float mn = fmaxf(m, o.m);
@@ -278,13 +284,18 @@ struct MaxSum {
     if (s > 0.f) sn += s * weight(m, mn);
     if (o.s > 0.f) sn += o.s * weight(o.m, mn);
     if (o.m > m || (o.m == m && o.arg < arg)) arg = o.arg;
+    if (o.xm > xm || (o.xm == xm && o.xarg < xarg)) {
+      xm = o.xm;
+      xarg = o.xarg;
+    }
     m = mn;
     s = sn;
     n += o.n;
   }
   __device__ MaxSum shfl_xor(int mask) const {
-    return {__shfl_xor_sync(kFull, m, mask), __shfl_xor_sync(kFull, s, mask),
-            __shfl_xor_sync(kFull, arg, mask), __shfl_xor_sync(kFull, n, mask)};
+    return {__shfl_xor_sync(kFull, m, mask),  __shfl_xor_sync(kFull, s, mask),
+            __shfl_xor_sync(kFull, arg, mask), __shfl_xor_sync(kFull, n, mask),
+            __shfl_xor_sync(kFull, xm, mask), __shfl_xor_sync(kFull, xarg, mask)};
   }
 };
 
@@ -297,11 +308,13 @@ __device__ void block_reduce_maxsum(MaxSum v, Shared& sh) {
     sh.fscratch[warp] = v.s;
     sh.iscratch[warp] = v.arg;
     sh.iscratch2[warp] = v.n;
+    sh.fscratch3[warp] = v.xm;
+    sh.iscratch3[warp] = v.xarg;
   }
   __syncthreads();
   if (warp == 0) {
     const int l = lane_id();
-    v = {sh.fscratch2[l], sh.fscratch[l], sh.iscratch[l], sh.iscratch2[l]};
+    v = {sh.fscratch2[l], sh.fscratch[l], sh.iscratch[l], sh.iscratch2[l], sh.fscratch3[l], sh.iscratch3[l]};
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v.add(v.shfl_xor(o));
     if (l == 0) {
@@ -309,6 +322,8 @@ __device__ void block_reduce_maxsum(MaxSum v, Shared& sh) {
       sh.s_all = v.s;
       sh.arg = v.arg;
       sh.nfin = v.n;
+      sh.xm = v.xm;
+      sh.xarg = v.xarg;
     }
   }
   __syncthreads();
@@ -442,11 +457,16 @@ struct RowParams {
 };
 
 // Pass 1 (_row_max_argmax): max z, first argmax, sum of exp(z - max) and the number of
-// z > -inf, into sh.m, sh.arg, sh.s_all, sh.nfin.
+// z > -inf, into sh.m, sh.arg, sh.s_all, sh.nfin; the raw max and first argmax into sh.xm,
+// sh.xarg.
 template <typename T>
 __device__ __forceinline__ void row_max_sum(const Row<T>& row, const Scale& sc, Shared& sh) {
-  MaxSum acc{-INFINITY, 0.f, INT_MAX, 0};
+  MaxSum acc{-INFINITY, 0.f, INT_MAX, 0, -INFINITY, INT_MAX};
   for_each(row, [&](int i, float x, bool ok) {
+    if (ok && x > acc.xm) {  // NaN never compares greater
+      acc.xm = x;
+      acc.xarg = i;
+    }
     const float z = sc(x);
     if (!ok || !(z > -INFINITY)) return;
     ++acc.n;
@@ -594,7 +614,7 @@ __device__ __forceinline__ void write_filtered_row(const Row<T>& row, const Scal
                                                    float* __restrict__ orow) {
   constexpr int kVec = Row<T>::kVec;
   const bool vec_ok = (reinterpret_cast<uintptr_t>(orow + row.head) & 15u) == 0u;
-  const int greedy_idx = sc.greedy && sh.nfin > 0 ? sh.arg : -1;  // read late: fewer live registers
+  const int greedy_idx = sc.greedy && sh.xm > -INFINITY ? sh.xarg : -1;  // read late: fewer live registers
   for (int s0 = 0; s0 < row.nseg(); s0 += kBlock) {
     float v[kVec];
     int start;
@@ -718,10 +738,13 @@ __global__ void __launch_bounds__(kBlock, 1)
   const int64_t b = blockIdx.x;
   const Row<T> row(logits + b * V, V);
   const float temperature = prm.temperature[b];
-  const Scale sc{temperature, temperature == 0.f};
+  Scale sc{temperature, !(temperature > 0.f)};
 
   row_max_sum(row, sc, sh);
-  const bool has = sh.nfin > 0;
+  // A finite row max that / T overflows: greedy, as the limit T -> 0+ is (block-uniform:
+  // every thread reads the same broadcast). Greedy rows read the raw logits.
+  if (!sc.greedy && isfinite(sh.xm) && !isfinite(__fdiv_rn(sh.xm, temperature))) sc.greedy = true;
+  const bool has = sc.greedy ? sh.xm > -INFINITY : sh.nfin > 0;
   // Rows without a finite logit keep nothing; greedy rows keep their argmax.
   Cut cut{0xffffffffu, false, 0.0};
   if (has && !sc.greedy) cut = row_cut(row, sc, sh, prm, b);
@@ -731,7 +754,7 @@ __global__ void __launch_bounds__(kBlock, 1)
   } else {
     if (!has || sc.greedy) {  // block-uniform
       if (threadIdx.x == 0) {
-        tokens[b] = has ? sh.arg : -1;
+        tokens[b] = has ? sh.xarg : -1;
         logprobs[b] = has ? 0.f : -INFINITY;
       }
       return;

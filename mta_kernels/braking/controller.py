@@ -109,6 +109,7 @@ class BrakingController:
             raise ValueError(f"last_tokens must be an int64 [B] tensor with B={B}, "
                              f"got {last_tokens.dtype} of shape {tuple(last_tokens.shape)}")
         config = self._cfg.normalised(B, self.device)
+        self.state.ensure_fits(self.tables)  # a dictionary look-up unless the state was replaced
         if B:
             self._kernel(logits, last_tokens, self.state.counters, self.state.flags, self.tables.packed,
                          self.tables.layout, config)

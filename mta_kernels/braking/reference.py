@@ -26,6 +26,13 @@ Stage 2, for rows still thinking and not braking, the first trigger that holds s
   is read.
 Stage 3, braking rows: every logit becomes -inf except ``brake_ids[brake_pos]`` = 0.
   Other rows are untouched.
+Out-of-range indices: on the CPU a state value some row would index the tables with
+  (``ac_state``, ``delim_state``, ``brake_pos``; e.g. a state carried over to smaller
+  tables) raises ``ValueError``. Elsewhere reading the state would cost a host sync, so every
+  index read from a tensor is clamped instead, as ``csrc/braking_row.h`` does: an
+  automaton state, class or step class outside its table reads as 0, a delimiter state
+  outside 0..2 as ``DELIM_START``, ``brake_pos`` into ``[0, K)``, a forced id outside the
+  logits as ``end_think_id``.
 """
 
 from __future__ import annotations
@@ -33,11 +40,17 @@ from __future__ import annotations
 import torch
 
 from mta_kernels.braking.layout import Config, Counter, Flag, TableField
+from mta_kernels.braking.state import DELIM_START, state_problem
 from mta_kernels.braking.tables import table_views
 
 __all__ = ["braking_step_reference"]
 
 _NEG_INF = float("-inf")
+
+
+def _index_or(i: torch.Tensor, n: int, fallback: int) -> torch.Tensor:
+    """``i`` where it indexes a table of ``n`` entries, else ``fallback`` (braking_row.h's index_or)."""
+    return torch.where((i >= 0) & (i < n), i, fallback)
 
 
 def braking_step_reference(
@@ -69,14 +82,18 @@ def braking_step_reference(
     step_class, step_table, brake_ids = named["step_class"], named["step_table"], named["brake_ids"]
     end_think_id = table_layout[TableField.END_THINK_ID]
 
-    V_tab = token_class.shape[0]
+    V_tab, S = token_class.shape[0], transitions.shape[0]
     K = brake_ids.shape[0]
+    if counters.device.type == "cpu":
+        problem = state_problem(counters, flags, S, K)
+        if problem is not None:
+            raise ValueError(f"braking_step: {problem}")
     tok = last_tokens.long()
     valid = tok >= 0
     in_range = valid & (tok < V_tab)
     safe = torch.where(in_range, tok, torch.zeros_like(tok))
-    cls = torch.where(in_range, token_class[safe].long(), torch.zeros_like(tok))
-    scls = torch.where(in_range, step_class[safe].long(), torch.zeros_like(tok))
+    cls = torch.where(in_range, _index_or(token_class[safe].long(), transitions.shape[1], 0), torch.zeros_like(tok))
+    scls = torch.where(in_range, _index_or(step_class[safe].long(), step_table.shape[0], 0), torch.zeros_like(tok))
     is_end = tok == end_think_id
 
     # Stage 1: consume.
@@ -84,18 +101,19 @@ def braking_step_reference(
     ends = thinking & is_end
     cons = thinking & ~is_end
     t = thinking_tokens + cons.long()
-    nstate = torch.where(cons, transitions[ac_state.long(), cls].long(), ac_state.long())
-    L = match_len[nstate].long()
+    from_state = _index_or(ac_state.long(), S, 0)
+    nstate = torch.where(cons, _index_or(transitions[from_state, cls].long(), S, 0), ac_state.long())
+    L = match_len[_index_or(nstate, S, 0)].long()
     hit = cons & (L > 0)
     added = t - torch.maximum(counted_until, t - L)
     new_marker = marker_tokens + torch.where(hit, added, torch.zeros_like(added))
     new_counted = torch.where(hit, t, counted_until)
-    code = step_table[scls, delim_state.long()].long()
+    code = step_table[scls, _index_or(delim_state.long(), 3, DELIM_START)].long()
     new_delim = torch.where(cons, code & 3, delim_state.long())
     new_steps = steps + torch.where(cons, code >> 2, torch.zeros_like(code))
 
     forcing = valid & in_think & braking
-    new_pos = brake_pos + forcing.long()
+    new_pos = torch.where(forcing, _index_or(brake_pos, K, K - 1) + 1, brake_pos)
     brake_done = forcing & (is_end | (new_pos >= K))
     new_in_think = in_think & ~ends & ~brake_done
     new_braking = braking & ~brake_done
@@ -131,7 +149,7 @@ def braking_step_reference(
     brake_pos.copy_(new_pos)
 
     # Stage 3: force the next brake token.
-    forced = brake_ids[new_pos.clamp(0, K - 1)].unsqueeze(1)
+    forced = _index_or(brake_ids[new_pos.clamp(0, K - 1)], logits.shape[1], end_think_id).unsqueeze(1)
     rows = new_braking.unsqueeze(1)
     logits.masked_fill_(rows, _NEG_INF)
     current = logits.gather(1, forced)

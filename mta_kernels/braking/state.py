@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 
 import torch
 
-from mta_kernels._validation import ANY, NON_NEGATIVE, filled, per_row_param
-from mta_kernels.braking.layout import STATE_FIELDS, Config, Counter, Flag, state_column
+from mta_kernels._validation import (
+    ANY,
+    NON_NEGATIVE,
+    Interval,
+    check_int,
+    check_number,
+    check_tensor_values,
+    filled,
+    per_row_param,
+)
+from mta_kernels.braking.layout import STATE_FIELDS, Config, Counter, Flag, TableField, state_column
 
 __all__ = ["BrakingConfig", "BrakingState", "BRAKE_REASONS", "DELIM_START"]
 
@@ -20,6 +30,57 @@ BRAKE_REASONS = {0: "none", 1: "budget", 2: "marker ratio", 3: "steps", 4: "marg
 DELIM_START = 2
 
 _NAN = math.nan  # one object, so the cached fills below hit
+
+# Each trigger: (interval of its values, whether it is an integer count). Checked when a
+# value is assigned (at construction too), so a bad config fails where it is written.
+_TRIGGERS: dict[str, tuple[Interval, bool]] = {
+    "max_thinking_tokens": (ANY, True),
+    "marker_ratio": (NON_NEGATIVE, False),
+    "min_thinking_tokens": (ANY, True),
+    "max_steps": (ANY, True),
+    "end_think_margin": (ANY, False),
+}
+
+
+def _check_trigger(name: str, value: object) -> None:
+    """A trigger value: None, a number of the right kind, or a 0-d / [B] tensor of it."""
+    interval, integer = _TRIGGERS[name]
+    if value is None:
+        return
+    if isinstance(value, torch.Tensor):
+        if value.dim() > 1:
+            raise ValueError(f"{name} must be a scalar or a [B] tensor, got shape {tuple(value.shape)}")
+        if integer and (value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool):
+            raise TypeError(f"{name} must be an integer tensor, got {value.dtype}")
+        if not integer and (value.dtype.is_complex or value.dtype == torch.bool):
+            raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+        if not integer:
+            check_tensor_values(value, name, interval)
+    elif integer:
+        check_int(value, name)
+    else:
+        check_number(value, name, interval)
+
+
+def _ratio_threshold(value: float | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+    """``marker_ratio`` as the ``[B]`` fp64 threshold the kernels compare ``marker / thinking``
+    (an fp64 quotient, correctly rounded) against, so 6 marker tokens of 20 reach 0.3.
+
+    A Python number is kept exactly. A tensor is compared at its own precision: a float32
+    (or bf16 / fp16) threshold ``r`` becomes the lower end of the interval of values that
+    round to ``r`` in that dtype, so a float32 ``0.3`` (0.30000001) is reached by 6 / 20 too.
+    """
+    if value is None:
+        return filled(_NAN, batch, device, torch.float64)
+    if not isinstance(value, torch.Tensor):
+        return filled(float(value), batch, device, torch.float64)
+    low_precision = value.dtype in (torch.float32, torch.bfloat16, torch.float16)
+    dtype = value.dtype if low_precision else torch.float64
+    r = per_row_param(value, "marker_ratio", batch, device, NON_NEGATIVE, dtype=dtype)
+    if not low_precision:
+        return r
+    below = torch.nextafter(r, torch.full_like(r, -math.inf))
+    return (below.double() + r.double()) / 2  # inf stays inf: off
 
 
 def _same_values(old: tuple, versions: tuple, new: tuple) -> bool:
@@ -39,6 +100,10 @@ class BrakingConfig:
     """Braking triggers; each a scalar or a per-row ``[B]`` tensor, ``None`` disables it.
 
     Values may change between steps (real-time adjustment): they are read at every step.
+    Each value is checked when it is assigned (at construction too): a wrong type or a
+    value out of range raises ``TypeError`` / ``ValueError`` naming the trigger there, not
+    at the first decode step; a ``[B]`` tensor's length is checked against the batch when
+    the config first meets one.
 
     Parameters
     ----------
@@ -48,6 +113,9 @@ class BrakingConfig:
     marker_ratio : float or Tensor [B], optional
         Ratio trigger: brake once ``marker_tokens / thinking_tokens >= marker_ratio``
         (and ``thinking_tokens >= min_thinking_tokens``). ``inf`` turns it off for a row.
+        Compared exactly: the quotient in fp64 against a number as given, or against a
+        float32 / bf16 / fp16 tensor at that tensor's precision, so 6 marker tokens of 20
+        reach 0.3 either way.
     min_thinking_tokens : int or Tensor [B] int
         Thinking tokens required before the ratio trigger may fire.
     max_steps : int or Tensor [B] int, optional
@@ -64,6 +132,11 @@ class BrakingConfig:
     max_steps: int | torch.Tensor | None = None
     end_think_margin: float | torch.Tensor | None = None
     _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _TRIGGERS:
+            _check_trigger(name, value)  # raises TypeError / ValueError naming the trigger
+        object.__setattr__(self, name, value)
 
     def _values(self) -> tuple:
         return (self.max_thinking_tokens, self.marker_ratio, self.min_thinking_tokens, self.max_steps,
@@ -99,16 +172,50 @@ class BrakingConfig:
                 return filled(_NAN, batch, device, torch.float32)
             return per_row_param(value, name, batch, device, interval)
 
-        # Checked and rounded as the [B] int64 / fp32 rows they were, then widened: fp64 holds
-        # both exactly (integers up to 2^53), so every comparison keeps its result.
+        # Checked as [B] int64 / fp32 rows, then widened: fp64 holds both exactly (integers
+        # up to 2^53), so every comparison keeps its result. The ratio threshold is fp64
+        # from the start (the fp32 0.3 is above 6 / 20).
         columns = {
             Config.MAX_THINKING_TOKENS: integer(self.max_thinking_tokens, "max_thinking_tokens"),
-            Config.MARKER_RATIO: real(self.marker_ratio, "marker_ratio", NON_NEGATIVE),
+            Config.MARKER_RATIO: _ratio_threshold(self.marker_ratio, batch, device),
             Config.MIN_THINKING_TOKENS: integer(self.min_thinking_tokens, "min_thinking_tokens"),
             Config.MAX_STEPS: integer(self.max_steps, "max_steps"),
             Config.END_THINK_MARGIN: real(self.end_think_margin, "end_think_margin", ANY),
         }
         return torch.stack([columns[field].to(torch.float64) for field in Config], dim=1)
+
+
+# Which tables each packed state fits, per base tensor pair (so the row views that vLLM's
+# adapter builds each step share the entry): the sizes ``(S, K)`` (automaton states, forced
+# tokens) of the tables it was last checked against or stepped with. Every value a kernel
+# writes indexes the tables it steps with, so a state fits every table at least that large
+# without a look; smaller tables (a state carried over) are checked once, a host sync on the
+# GPU. In-place edits are not tracked: the kernels clamp such values (csrc/braking_row.h).
+_FITS: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, int, int]] = {}
+
+
+def _base(t: torch.Tensor) -> torch.Tensor:
+    return t if t._base is None else t._base
+
+
+def state_problem(counters: torch.Tensor, flags: torch.Tensor, states: int, brake_len: int) -> str | None:
+    """What makes a packed state unusable with tables of ``states`` automaton states and
+    ``brake_len`` forced tokens, or None: a value some row still thinking would index with.
+    Reads the state (a host sync on the GPU)."""
+    in_think, braking = flags[:, Flag.IN_THINK], flags[:, Flag.BRAKING]
+    thinking = in_think & ~braking
+    checks = (
+        ("ac_state", Counter.AC_STATE, thinking, states, f"the tables' {states} automaton states"),
+        ("delim_state", Counter.DELIM_STATE, thinking, 3, "the delimiter matcher's states 0..2"),
+        ("brake_pos", Counter.BRAKE_POS, in_think & braking, brake_len, f"the tables' {brake_len} forced tokens"),
+    )
+    bad = torch.stack([rows & ((counters[:, col] < 0) | (counters[:, col] >= n)) for _, col, rows, n, _ in checks])
+    if bad.numel() == 0 or not bool(bad.any()):
+        return None
+    which, row = (int(i) for i in bad.nonzero()[0])
+    name, col, _, _, what = checks[which]
+    return (f"state.{name}[{row}] = {int(counters[row, col])} is outside {what}: a state carried over from "
+            "other marker tables? Start a fresh BrakingState for these tables")
 
 
 class _Column:
@@ -219,7 +326,42 @@ class BrakingState:
         counters[:, Counter.DELIM_STATE] = DELIM_START
         flags = torch.zeros(batch_size, len(Flag), dtype=torch.bool, device=device)
         flags[:, Flag.IN_THINK] = in_think.to(device) if isinstance(in_think, torch.Tensor) else in_think
-        return cls(counters, flags)
+        state = cls(counters, flags)
+        state._record_fit(1, 1)  # fresh values index any tables
+        return state
+
+    def ensure_fits(self, tables) -> None:
+        """Raise ``ValueError`` unless every row still thinking can be stepped with ``tables``
+        (:class:`~mta_kernels.braking.MarkerTables`): automaton state, delimiter state and
+        forced-token position inside them.
+
+        Cheap when the state was made for or last stepped with tables at least as large (a
+        dictionary look-up); otherwise, e.g. for a state carried over to smaller tables or
+        built from tensors, its values are read once (a host sync on the GPU).
+        """
+        S, K = tables.layout[TableField.STATES], tables.layout[TableField.BRAKE_LEN]
+        c, f = self.counters, self.flags
+        cb, fb = _base(c), _base(f)
+        entry = _FITS.get((id(cb), id(fb)))
+        if entry is not None and entry[0]() is cb and entry[1]() is fb and S >= entry[2] and K >= entry[3]:
+            if S != entry[2] or K != entry[3]:
+                _FITS[id(cb), id(fb)] = (entry[0], entry[1], S, K)  # the step keeps it inside these
+            return
+        problem = state_problem(c, f, S, K)
+        if problem is not None:
+            raise ValueError(problem)
+        self._record_fit(S, K)
+
+    def _record_fit(self, S: int, K: int) -> None:
+        """Remember that this state (all of its base tensors' rows) fits tables >= (S, K)."""
+        c, f = self.counters, self.flags
+        cb, fb = _base(c), _base(f)
+        if c.numel() != cb.numel() or f.numel() != fb.numel():
+            return  # rows of a larger state: the other rows were not looked at
+        if len(_FITS) > 1024:
+            for key in [k for k, (rc, rf, _, _) in _FITS.items() if rc() is None or rf() is None]:
+                del _FITS[key]
+        _FITS[id(cb), id(fb)] = (weakref.ref(cb), weakref.ref(fb), S, K)
 
     def reset_row(self, row: int, in_think: bool) -> None:
         """Start row ``row`` afresh (a new request in that slot)."""

@@ -49,6 +49,7 @@ def _check(logits, last_tokens, state, tables, cfg) -> torch.Tensor:
     if tables.device != device:
         raise ValueError(f"tables are on {tables.device} but logits are on {device}; use tables.to(device)")
     check_forced_ids(tables, V)
+    state.ensure_fits(tables)
     check_config(cfg)
     if last_tokens is None:
         last_tokens = torch.full((B,), -1, dtype=torch.int64, device=device)
@@ -73,6 +74,8 @@ def braking_step(
         means nothing to consume, e.g. at the first step.
     state : BrakingState
         Updated in place (see :mod:`mta_kernels.braking.reference` for the exact rules).
+        Its values must index ``tables`` (:meth:`BrakingState.ensure_fits`): a state
+        carried over to smaller tables raises ``ValueError``.
     tables : MarkerTables
         On the logits' device.
     cfg : BrakingConfig

@@ -67,6 +67,32 @@ def table_views(packed: torch.Tensor, layout: tuple[int, ...]) -> dict[str, torc
     return views
 
 
+def _check_contents(tables: dict[str, torch.Tensor], S: int, C: int, NS: int, end_think_id: int) -> None:
+    """Every value the kernels use as an index lies inside its table (one host read of the
+    tables, when they are built; the kernels then clamp instead of checking each step)."""
+    ranges = (  # name, lowest, highest allowed, what the values index
+        ("token_class", 0, C - 1, f"the C={C} token classes"),
+        ("transitions", 0, S - 1, f"the S={S} automaton states"),
+        ("match_len", 0, None, "marker lengths"),
+        ("step_class", 0, NS - 1, f"the NS={NS} rows of step_table"),
+        ("step_table", 0, None, "codes"),
+        ("brake_ids", 0, None, "token ids"),
+    )
+    for name, lo, hi, what in ranges:
+        t = tables[name]
+        if t.numel() == 0:
+            continue
+        low, high = int(t.min()), int(t.max())
+        if low < lo or (hi is not None and high > hi):
+            bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise ValueError(f"malformed marker tables: {name} holds {low if low < lo else high}, outside {bound} "
+                             f"({what})")
+    if bool(((tables["step_table"] & 3) > 2).any()):
+        raise ValueError("malformed marker tables: step_table holds a next delimiter state outside 0..2")
+    if end_think_id < 0:
+        raise ValueError(f"malformed marker tables: end_think_id must be >= 0, got {end_think_id}")
+
+
 def _pack(tables: dict[str, torch.Tensor], end_think_id: int) -> tuple[torch.Tensor, tuple[int, ...]]:
     """(packed uint8 buffer, layout) of the six tables, after checking their dtypes and shapes."""
     for name, _, dtype in _TABLES:
@@ -91,6 +117,7 @@ def _pack(tables: dict[str, torch.Tensor], end_think_id: int) -> tuple[torch.Ten
     devices = {t.device for t in tables.values()}
     if len(devices) != 1:
         raise ValueError(f"malformed marker tables: tensors on several devices {sorted(map(str, devices))}")
+    _check_contents(tables, S, C, NS, end_think_id)
     # Each table at an 8-byte aligned offset, so every typed view is aligned.
     offset = 0
     for name, entry, dtype in _TABLES:

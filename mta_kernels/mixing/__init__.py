@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from mta_kernels._validation import MIN_P, TOP_P, per_row_param
+from mta_kernels._validation import MIN_P, TOP_P, check_generator, per_row_param
 from mta_kernels.mixing.inputs import MixInputs, mix_inputs
 from mta_kernels.mixing.ops import MAX_FUSED_MODELS, MIX_AND_SAMPLE, MIX_LOGITS, mix_then_sample
 from mta_kernels.mixing.reference import mix_and_sample_reference, mix_logits_reference
@@ -146,8 +146,7 @@ def mix_and_sample(
     top_k_hint = top_k if isinstance(top_k, int) else None
     top_k, top_p, min_p = _sampling_params(inputs, top_k, top_p, min_p)
     device = inputs.device
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"generator is on {generator.device} but logits are on {device}")
+    check_generator(generator, device)
     uniform = torch.rand(inputs.batch, generator=generator, device=device, dtype=torch.float32)
     if inputs.batch == 0:
         tokens = torch.empty(0, dtype=torch.int64, device=device)

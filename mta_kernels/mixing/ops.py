@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 
 from mta_kernels._backend import Op
-from mta_kernels._validation import filled
 from mta_kernels.mixing.inputs import MixInputs
-from mta_kernels.mixing.reference import mix_and_sample_reference, mix_logits_reference
+from mta_kernels.mixing.reference import factored_mixture, mix_and_sample_reference, mix_logits_reference
 from mta_kernels.sampling.ops import SAMPLE
 
 __all__ = ["MAX_FUSED_MODELS", "MIX_AND_SAMPLE", "MIX_LOGITS", "mix_then_sample"]
@@ -40,12 +39,11 @@ def _mix_and_sample_cpp(inputs: MixInputs, top_k, top_p, min_p, uniform, top_k_h
 
 
 def mix_then_sample(inputs: MixInputs, top_k, top_p, min_p, uniform, top_k_hint=None):
-    """The mixture up to its per-row shift (the normalisers, which no cut or softmax sees)
-    in torch, then the fused sampler of the device: the path for more models than the
-    fused mixing kernels take."""
-    shifted = mix_logits_reference(inputs.logits, inputs.weights, False, inputs.temperature, inputs.plausibility)
-    ones = filled(1.0, inputs.batch, inputs.device, torch.float32)
-    return SAMPLE.kernel(inputs.device)(shifted, ones, top_k, top_p, min_p, uniform)
+    """The mixture as ``mix_and_sample`` samples it (``s'`` at temperature ``T_min``,
+    :func:`~mta_kernels.mixing.reference.factored_mixture`) in torch, then the fused sampler
+    of the device: the path for more models than the fused mixing kernels take."""
+    mixed, t_min = factored_mixture(inputs.logits, inputs.weights, inputs.temperature, inputs.plausibility)
+    return SAMPLE.kernel(inputs.device)(mixed, t_min.contiguous(), top_k, top_p, min_p, uniform)
 
 
 # mix_logits has no C++ body: on CPU tensors its "cpp" backend is the vectorised torch mix

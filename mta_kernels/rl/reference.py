@@ -35,7 +35,9 @@ def group_advantages_reference(rewards: torch.Tensor, mode: str, eps: float) -> 
     zero, ``r - mean`` can be a rounding residue that ``/ (std + eps)`` blows up to O(0.01).
     """
     r = rewards.double()
-    G = r.shape[1]
+    B, G = r.shape
+    if B == 0:  # std over no rows warns (degrees of freedom <= 0)
+        return torch.zeros((0, G), dtype=torch.float32, device=rewards.device)
     mean = r.mean(dim=1, keepdim=True)
     if mode == "grpo":
         adv = (r - mean) / (r.std(dim=1, correction=1, keepdim=True) + eps)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mta_kernels._validation import check_logits_2d, sampling_rows
+from mta_kernels._validation import check_generator, check_logits_2d, sampling_rows
 from mta_kernels.sampling.ops import FILTER_LOGITS, SAMPLE
 from mta_kernels.sampling.reference import filter_logits_reference, sample_reference
 from mta_kernels.sampling.sampler import Sampler
@@ -107,8 +107,7 @@ def sample(
     logits = check_logits_2d(logits)
     B, device = logits.shape[0], logits.device
     params = sampling_rows(temperature, top_k, top_p, min_p, B, device)
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"generator is on {generator.device} but logits are on {device}")
+    check_generator(generator, device)
     uniform = torch.rand(B, generator=generator, device=device, dtype=torch.float32)
     if B == 0:
         tokens, logprobs = torch.empty(0, dtype=torch.int64, device=device), uniform

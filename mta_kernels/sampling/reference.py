@@ -12,6 +12,10 @@ Semantics shared by every backend
 ---------------------------------
 * ``z = logits / T`` in fp32. NaN logits count as ``-inf`` (never kept, never sampled).
 * ``T == 0``: greedy. Only the first argmax of the raw logits is kept, with its raw value.
+  A positive ``T`` so small that the row's largest logit, finite, overflows fp32 when
+  divided by it (``T = 1e-40``, or logits near ``1e30`` at ``T = 1e-10``) is greedy too: the
+  limit ``T -> 0+`` is, and dividing would leave ``+-inf`` where the ranking was. The rule
+  reads only the row max, which every kernel finds in its first pass anyway.
 * top-k keeps every token ``>=`` the k-th largest value (ties at the cut are all kept, as
   transformers' ``TopKLogitsWarper`` does); ``k <= 0`` or ``k >= V`` is off.
 * top-p keeps token ``i`` when the probability mass of tokens with *strictly larger* ``z``
@@ -34,11 +38,14 @@ __all__ = ["filter_logits_reference", "sample_reference"]
 _NEG_INF = float("-inf")
 
 
-def _scaled(logits: torch.Tensor, temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _scaled(logits: torch.Tensor, temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x, z, greedy)``: the logits in fp32 (NaN as -inf), ``z = x / T`` and the [B] rows
+    that are greedy (``T <= 0``, or a finite row max that ``/ T`` overflows), scaled by 1."""
     x = logits.float().nan_to_num(nan=_NEG_INF, posinf=float("inf"), neginf=_NEG_INF)
-    greedy = temperature == 0
+    x_max = x.amax(dim=1) if x.shape[1] else torch.full_like(temperature, _NEG_INF)
+    greedy = ~(temperature > 0) | (x_max.isfinite() & ~(x_max / temperature).isfinite())
     z = x / torch.where(greedy, torch.ones_like(temperature), temperature).unsqueeze(-1)
-    return x, z
+    return x, z, greedy
 
 
 def _weights(z: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:
@@ -56,7 +63,7 @@ def filter_logits_reference(
 ) -> torch.Tensor:
     """Temperature -> top-k -> top-p -> min-p, removed entries ``-inf``. Returns [B, V] fp32."""
     B, V = logits.shape
-    x, z = _scaled(logits, temperature)
+    x, z, greedy = _scaled(logits, temperature)
     if B == 0 or V == 0:
         return z
     sorted_z, _ = torch.sort(z, dim=-1, descending=True)
@@ -86,7 +93,6 @@ def filter_logits_reference(
     thresh = torch.maximum(torch.maximum(thresh_k, thresh_p), thresh_min).unsqueeze(1)
     out = torch.where((z >= thresh) & (z > _NEG_INF), z, _NEG_INF)
 
-    greedy = temperature == 0
     if bool(greedy.any()):
         arg = x.argmax(dim=1)
         greedy_row = torch.full_like(x, _NEG_INF).scatter_(1, arg.unsqueeze(1), x.gather(1, arg.unsqueeze(1)))
@@ -122,7 +128,7 @@ def sample_reference(
     last_nonzero = (V - 1) - torch.argmax(torch.flip(w > 0, dims=[1]).to(torch.uint8), dim=1)
     idx = torch.minimum(idx, last_nonzero)
     logprob = torch.log(w.gather(1, idx.unsqueeze(1)).squeeze(1)) - torch.log(total.squeeze(1))
-    greedy = temperature == 0
+    greedy = _scaled(logits, temperature)[2]
     logprob = torch.where(greedy, torch.zeros_like(logprob), logprob).float()
     tokens = torch.where(has_finite, idx, torch.full_like(idx, -1))
     logprob = torch.where(has_finite, logprob, torch.full_like(logprob, _NEG_INF))

@@ -4,7 +4,8 @@ Every sampling kernel (``triton_row.py``, ``triton_split_row.py``) and the mixin
 (``mta_kernels/mixing/triton_kernels.py``) are written with these ``@triton.jit`` helpers,
 so a cut or a draw means the same thing on every path. Notation, as in ``reference.py``:
 
-* ``z = x / t``: a logit scaled by the row's temperature, fp32; NaN reads as ``-inf``;
+* ``z = x / t``: a logit scaled by the row's temperature, fp32; NaN reads as ``-inf``; a
+  row whose max overflows when scaled is greedy (:func:`max_and_scale`);
 * ``m``: the row max of ``z``; ``weight(z, m) = exp(z - m)``, the unnormalised softmax;
 * a *key*: ``order_key(z)``, an int64 in ``[0, 2^32)`` ordered as the floats are. Cuts are
   key bounds ("keep ``key >= bound``"), so a cut never depends on rounding a float back
@@ -27,6 +28,7 @@ __all__ = [
     "inverse_cdf_draw",
     "load_row_params",
     "load_z",
+    "max_and_scale",
     "order_key",
     "radix_select",
     "row_cut",
@@ -79,13 +81,15 @@ def weight(z, m):
 
 
 @triton.jit
-def row_max_argmax(row_ptr, n, t, BLOCK: tl.constexpr):
-    """Max of ``z`` over ``row_ptr[:n]`` and the first position holding it (ties: the earliest)."""
+def row_max_argmax(row_ptr, n, BLOCK: tl.constexpr):
+    """Max of the raw ``x`` over ``row_ptr[:n]`` (NaN as ``-inf``) and the first position
+    holding it (ties: the earliest). The max of ``z = x / t`` is ``x_max / t``
+    (:func:`max_and_scale`): division by ``t > 0`` keeps the order."""
     offs0 = tl.arange(0, BLOCK)
     m = float("-inf")
     arg = 0
     for start in range(0, n, BLOCK):
-        z = load_z(row_ptr, start + offs0, n, t)
+        z = load_z(row_ptr, start + offs0, n, 1.0)
         tile_m = tl.max(z, axis=0)
         # first index of the tile max; strict > keeps the earliest tile on ties
         tile_arg = tl.min(tl.where(z == tile_m, start + offs0, INT32_MAX), axis=0)
@@ -93,6 +97,20 @@ def row_max_argmax(row_ptr, n, t, BLOCK: tl.constexpr):
         arg = tl.where(better, tile_arg, arg)
         m = tl.maximum(m, tile_m)
     return m, arg
+
+
+@triton.jit
+def max_and_scale(greedy, t, x_max):
+    """``(greedy, t, m)`` of a row whose raw max is ``x_max``, from ``load_row_params``'
+    ``(greedy, t)``: a finite ``x_max`` that ``/ t`` overflows (a tiny temperature) makes the
+    row greedy too, scaled by 1 (reference.py's rule: the limit T -> 0+ is greedy); ``m``
+    is the max of ``z``."""
+    q = x_max / t
+    finite = (x_max > float("-inf")) & (x_max < float("inf"))
+    over = finite & ((q == float("inf")) | (q == float("-inf")))
+    greedy = tl.where(over, 1, greedy)
+    t = tl.where(greedy != 0, 1.0, t)
+    return greedy, t, x_max / t + 0.0
 
 
 @triton.jit
@@ -191,8 +209,9 @@ def row_cut(row_ptr, n, t, m, top_k, top_p, min_p, mass, BLOCK: tl.constexpr):
 def load_row_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr):
     """Row ``row``'s sampling parameters: ``(greedy, t, top_k, top_p, min_p)``.
 
-    ``greedy`` (int32 0/1) for temperature <= 0, whose ``t`` is then 1; ``top_p`` and
-    ``min_p`` clamped to [0, 1].
+    ``greedy`` (int32 0/1) for temperature <= 0, whose ``t`` is then 1 (:func:`max_and_scale`
+    adds the rows a tiny temperature makes greedy, once the row max is known); ``top_p``
+    and ``min_p`` clamped to [0, 1].
     """
     temp = tl.load(temp_ptr + row)
     # Clamp so out-of-range values (possible only when range checks were skipped, e.g.
@@ -200,7 +219,7 @@ def load_row_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr):
     top_k = tl.load(top_k_ptr + row)
     top_p = tl.minimum(tl.maximum(tl.load(top_p_ptr + row), 0.0), 1.0)
     min_p = tl.minimum(tl.maximum(tl.load(min_p_ptr + row), 0.0), 1.0)
-    greedy = (temp <= 0.0).to(tl.int32)
+    greedy = ((temp <= 0.0) | (temp != temp)).to(tl.int32)
     t = tl.where(greedy != 0, 1.0, temp)
     return greedy, t, top_k, top_p, min_p
 

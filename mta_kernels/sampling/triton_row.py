@@ -3,7 +3,8 @@
 Per row, in passes over the logits (each a read of the row; the row stays in L2 for the
 later passes at moderate batch sizes), with the helpers of ``triton_primitives.py``:
 
-1. max, first argmax (greedy rows stop here);
+1. max, first argmax of the raw logits (greedy rows, and those a tiny temperature makes
+   greedy, stop here);
 2. top-k threshold: exact radix select of the k-th largest on an order-preserving uint32 key
    of ``z``, 4 bits per pass (16-bucket count histograms), stopping early as soon as the
    bucket holding the cut is kept whole or holds a single token;
@@ -29,6 +30,7 @@ from mta_kernels.sampling.triton_primitives import (
     inverse_cdf_draw,
     load_row_params,
     load_z,
+    max_and_scale,
     order_key,
     row_cut,
     row_max_argmax,
@@ -46,7 +48,8 @@ def _filter_kernel(
     row_ptr = logits_ptr + pid.to(tl.int64) * V
     out_row = out_ptr + pid.to(tl.int64) * V
     greedy, t, top_k, top_p, min_p = load_row_params(pid, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
-    m, arg = row_max_argmax(row_ptr, V, t, BLOCK)
+    x_max, arg = row_max_argmax(row_ptr, V, BLOCK)
+    greedy, t, m = max_and_scale(greedy, t, x_max)
     key_cut = tl.zeros((), tl.int64)
     z_min = float("-inf")
     # Greedy rows keep the index range [arg, arg]; others [0, V).
@@ -70,7 +73,8 @@ def _sample_kernel(
     pid = tl.program_id(0)
     row_ptr = logits_ptr + pid.to(tl.int64) * V
     greedy, t, top_k, top_p, min_p = load_row_params(pid, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
-    m, arg = row_max_argmax(row_ptr, V, t, BLOCK)
+    x_max, arg = row_max_argmax(row_ptr, V, BLOCK)
+    greedy, t, m = max_and_scale(greedy, t, x_max)
     token = arg.to(tl.int64)
     logprob = 0.0
     if m == float("-inf"):

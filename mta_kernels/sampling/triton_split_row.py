@@ -6,14 +6,15 @@ row is cut into chunks of ``chunk`` tokens and one call takes two launches (thre
 ``filter``), with no host synchronisation:
 
 1. ``_chunk_kernel``, grid (B, chunks), reading each chunk from memory once
-   (:func:`summarise_chunk`): the chunk's max, first argmax and softmax mass relative to
-   its max and, for a row with a cut, its *candidates*: every finite token at or above the
+   (:func:`summarise_chunk`): the chunk's max (of the raw logits), first argmax and softmax
+   mass relative to its max and, for a row with a cut, its *candidates*: every finite token at or above the
    chunk's own c-th largest (the exact radix select of the one-program kernel, run on the
    chunk; ties included), stored in vocabulary order in a per-row buffer with room for
    ``c + TIE_SLACK`` per chunk, the rest padded with -inf. ``c`` is the row's top-k when
    ``0 < k <= K_MAX``, or ``PROBE`` for a row cut only by top-p / min-p.
 2. ``_merge_sample_kernel``, one program per row (:func:`merge_and_sample`): the row max
-   and first argmax from the chunk maxima (greedy rows stop here), then the one-program
+   and first argmax from the chunk maxima (greedy rows, and rows whose max a tiny
+   temperature overflows, stop here), then the one-program
    kernel's cuts and draw (the same ``triton_primitives`` helpers) run on the candidate
    buffer as if it were the row; the padding is never kept, and the buffer is in
    vocabulary order, so the inverse-CDF draw with the row's uniform picks the same token
@@ -62,6 +63,7 @@ from mta_kernels.sampling.triton_primitives import (
     inverse_cdf_draw,
     load_row_params,
     load_z,
+    max_and_scale,
     order_key,
     radix_select,
     row_cut,
@@ -81,6 +83,7 @@ from mta_kernels.sampling.triton_split_row_workspace import (
     ROW_KEY_CUT,
     ROW_LAST,
     ROW_SERVED,
+    ROW_T,
     ROW_Z_MIN,
     Workspace,
     candidate_slots,
@@ -170,9 +173,11 @@ def summarise_chunk(
     candidate slots. ``greedy, t, top_k, top_p, min_p``: the row's parameters as
     ``load_row_params`` returns them; ``B``, ``V``: the batch and the full row length.
     Launch with the ``K_MAX``, ``TIE_SLACK`` of the workspace and the ``PROBE`` the merge
-    phase will use. Greedy rows write only the max and argmax.
+    phase will use. Greedy rows write only the max and argmax. The max plane holds the
+    raw ``x`` max: the merge needs it to tell whether the row's temperature overflows.
     """
-    m, arg = row_max_argmax(chunk_ptr, n, t, BLOCK)
+    x_max, arg = row_max_argmax(chunk_ptr, n, BLOCK)
+    m = x_max / t + 0.0
     c = _candidates_per_chunk(greedy, top_k, top_p, min_p, V, n_chunks, K_MAX, PROBE, TIE_SLACK)
     # Candidates are the finite tokens with key >= bound: none while bound is above every key.
     bound = tl.full((), NO_KEY, tl.int64)
@@ -202,7 +207,7 @@ def summarise_chunk(
             for start in range(count, cap, BLOCK):
                 offs = start + offs0
                 tl.store(cand_z + offs, float("-inf"), mask=offs < cap)
-    tl.store(stat_ptr(ws_f, row, chunk, B, n_chunks, PLANE_MAX), m)
+    tl.store(stat_ptr(ws_f, row, chunk, B, n_chunks, PLANE_MAX), x_max)
     tl.store(stat_ptr(ws_i, row, chunk, B, n_chunks, PLANE_ARG), first + arg)
     tl.store(stat_ptr(ws_f, row, chunk, B, n_chunks, PLANE_MASS), mass)
     # Keys are < 2^32: the low 32 bits in an int32 slot hold them exactly.
@@ -254,16 +259,19 @@ def _merged_cut(
     K_MAX: tl.constexpr, PROBE: tl.constexpr, TIE_SLACK: tl.constexpr, CHUNKS_BLOCK: tl.constexpr,
     BLOCK: tl.constexpr
 ):
-    """Row max, first argmax, key cut and min-p threshold of one row from the chunk results;
-    ``c``, the candidates per chunk the cut was computed on (0: on the full row), and ``n``,
-    the candidate slots that hold the kept tokens."""
+    """Row max of z, first argmax, key cut and min-p threshold of one row from the chunk
+    results; ``c``, the candidates per chunk the cut was computed on (0: on the full row),
+    ``n``, the candidate slots that hold the kept tokens, and the row's ``greedy`` and ``t``
+    after :func:`max_and_scale`."""
     chunks = tl.arange(0, CHUNKS_BLOCK)
     inside = chunks < n_chunks
-    chunk_max = tl.load(stat_ptr(ws_f, row, chunks, B, n_chunks, PLANE_MAX), mask=inside, other=float("-inf"))
+    chunk_x_max = tl.load(stat_ptr(ws_f, row, chunks, B, n_chunks, PLANE_MAX), mask=inside, other=float("-inf"))
     chunk_arg = tl.load(stat_ptr(ws_i, row, chunks, B, n_chunks, PLANE_ARG), mask=inside, other=INT32_MAX)
-    m = tl.max(chunk_max, axis=0)
+    x_max = tl.max(chunk_x_max, axis=0)
     # Chunks are in vocabulary order: the first chunk holding the max has the first argmax.
-    arg = tl.min(tl.where(chunk_max == m, chunk_arg, INT32_MAX), axis=0)
+    arg = tl.min(tl.where(chunk_x_max == x_max, chunk_arg, INT32_MAX), axis=0)
+    greedy, t, m = max_and_scale(greedy, t, x_max)
+    chunk_max = chunk_x_max / t + 0.0
     key_cut = tl.zeros((), tl.int64)
     z_min = float("-inf")
     c = tl.zeros((), tl.int32)
@@ -296,7 +304,7 @@ def _merged_cut(
         if c == 0:
             row_ptr = logits_ptr + row.to(tl.int64) * V
             key_cut, z_min = row_cut(row_ptr, V, t, m, top_k, top_p, min_p, -1.0, BLOCK)
-    return m, arg, key_cut, z_min, c, n
+    return m, arg, key_cut, z_min, c, n, greedy, t
 
 
 @triton.jit
@@ -308,7 +316,8 @@ def _draw_by_chunks(
     up front."""
     chunks = tl.arange(0, CHUNKS_BLOCK)
     inside = chunks < n_chunks
-    chunk_max = tl.load(stat_ptr(ws_f, row, chunks, B, n_chunks, PLANE_MAX), mask=inside, other=float("-inf"))
+    chunk_x_max = tl.load(stat_ptr(ws_f, row, chunks, B, n_chunks, PLANE_MAX), mask=inside, other=float("-inf"))
+    chunk_max = chunk_x_max / t + 0.0
     chunk_mass = tl.load(stat_ptr(ws_f, row, chunks, B, n_chunks, PLANE_MASS), mask=inside, other=0.0)
     chunk_w = chunk_mass * weight(chunk_max, m)
     total = tl.sum(chunk_w, axis=0)
@@ -345,7 +354,7 @@ def _merge_sample_kernel(
 ):
     row = tl.program_id(0)
     greedy, t, top_k, top_p, min_p = load_row_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
-    m, arg, key_cut, z_min, c, n = _merged_cut(
+    m, arg, key_cut, z_min, c, n, greedy, t = _merged_cut(
         logits_ptr, ws_f, ws_i, row, B, V, n_chunks, greedy, t, top_k, top_p, min_p,
         K_MAX, PROBE, TIE_SLACK, CHUNKS_BLOCK, BLOCK,
     )
@@ -400,10 +409,11 @@ def _merge_filter_kernel(
 ):
     row = tl.program_id(0)
     greedy, t, top_k, top_p, min_p = load_row_params(row, temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr)
-    m, arg, key_cut, z_min, c, n = _merged_cut(
+    m, arg, key_cut, z_min, c, n, greedy, t = _merged_cut(
         logits_ptr, ws_f, ws_i, row, B, V, n_chunks, greedy, t, top_k, top_p, min_p,
         K_MAX, PROBE, TIE_SLACK, CHUNKS_BLOCK, BLOCK,
     )
+    tl.store(row_result_ptr(ws_f, row, B, n_chunks, ROW_T, K_MAX, TIE_SLACK), t)
     if c > 0:
         cand_z, _, _ = candidate_slots(ws_f, ws_i, row, B, n_chunks, c, K_MAX, TIE_SLACK)
         key_cut = _smallest_kept_key(cand_z, n, key_cut, z_min, BLOCK)
@@ -419,12 +429,11 @@ def _merge_filter_kernel(
 
 @triton.jit
 def _write_filtered_kernel(
-    logits_ptr, out_ptr, ws_f, ws_i, temp_ptr, B, V, CHUNK_LEN,
+    logits_ptr, out_ptr, ws_f, ws_i, B, V, CHUNK_LEN,
     K_MAX: tl.constexpr, TIE_SLACK: tl.constexpr, BLOCK: tl.constexpr
 ):
     row, chunk, n_chunks, first, n = program_chunk(V, CHUNK_LEN)
-    temp = tl.load(temp_ptr + row)
-    t = tl.where(temp <= 0.0, 1.0, temp)
+    t = tl.load(row_result_ptr(ws_f, row, B, n_chunks, ROW_T, K_MAX, TIE_SLACK))
     key_cut = tl.load(row_result_ptr(ws_i, row, B, n_chunks, ROW_KEY_CUT, K_MAX, TIE_SLACK)).to(tl.int64) & LOW32
     z_min = tl.load(row_result_ptr(ws_f, row, B, n_chunks, ROW_Z_MIN, K_MAX, TIE_SLACK))
     keep_first = tl.load(row_result_ptr(ws_i, row, B, n_chunks, ROW_FIRST, K_MAX, TIE_SLACK))
@@ -532,7 +541,7 @@ def run_filter_logits_split_row(logits, temperature, top_k, top_p, min_p, *, chu
         BLOCK=block, num_warps=8,
     )
     _write_filtered_kernel[(B, ws.n_chunks)](
-        logits, out, ws.floats, ws.ints, temperature, B, V, chunk,
+        logits, out, ws.floats, ws.ints, B, V, chunk,
         K_MAX=ws.k_max, TIE_SLACK=ws.tie_slack, BLOCK=min(block, triton.next_power_of_2(chunk)), num_warps=8,
     )
     return out, ws

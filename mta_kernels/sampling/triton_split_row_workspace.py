@@ -28,6 +28,7 @@ __all__ = [
     "ROW_KEY_CUT",
     "ROW_LAST",
     "ROW_SERVED",
+    "ROW_T",
     "ROW_Z_MIN",
     "Workspace",
     "candidate_slots",
@@ -37,18 +38,19 @@ __all__ = [
 
 # Per chunk statistics, [B, chunks] each:
 _N_STAT_PLANES = tl.constexpr(5)
-PLANE_MAX = tl.constexpr(0)  # fp32: chunk max of z
+PLANE_MAX = tl.constexpr(0)  # fp32: chunk max of the raw x (the max of z = x / t over t)
 PLANE_ARG = tl.constexpr(1)  # first argmax (vocabulary index)
 PLANE_MASS = tl.constexpr(2)  # fp32: sum of exp(z - chunk max) over finite z
 PLANE_BOUND = tl.constexpr(3)  # key bound of the chunk's candidates (low 32 bits)
 PLANE_COUNT = tl.constexpr(4)  # candidates found (more than the room: overflow)
 # Per row results, [B] each:
-_N_ROW_PLANES = 5
+_N_ROW_PLANES = 6
 ROW_SERVED = tl.constexpr(0)  # how the row was served: c, FULL_ROW or BY_CHUNKS
 ROW_KEY_CUT = tl.constexpr(1)  # filter: exact key cut (low 32 bits)
 ROW_Z_MIN = tl.constexpr(2)  # filter: fp32 min-p threshold
 ROW_FIRST = tl.constexpr(3)  # filter: first and last index kept ([arg, arg] for greedy rows)
 ROW_LAST = tl.constexpr(4)
+ROW_T = tl.constexpr(5)  # filter: fp32 temperature z is written with (1 for greedy rows)
 
 # Values of the ROW_SERVED plane besides c > 0, the candidates per chunk the row's cut and
 # draw used:
@@ -66,7 +68,7 @@ class Workspace(NamedTuple):
     =================  ==========  =====  =====================================================
     region             shape       dtype  holds
     =================  ==========  =====  =====================================================
-    PLANE_MAX          [B, C]      fp32   max of z in the chunk
+    PLANE_MAX          [B, C]      fp32   max of the raw logits x in the chunk
     PLANE_ARG          [B, C]      int32  its first vocabulary index
     PLANE_MASS         [B, C]      fp32   sum of exp(z - chunk max) over the finite z
     PLANE_BOUND        [B, C]      int32  key bound of the chunk's candidates (low 32 bits)
@@ -79,6 +81,7 @@ class Workspace(NamedTuple):
     ROW_KEY_CUT        [B]         int32  ``filter``: exact key cut (low 32 bits)
     ROW_Z_MIN          [B]         fp32   ``filter``: min-p threshold on z
     ROW_FIRST, _LAST   [B] each    int32  ``filter``: index range kept ([arg, arg] if greedy)
+    ROW_T              [B]         fp32   ``filter``: the temperature z is written with
     =================  ==========  =====  =====================================================
 
     Keys fit in 32 bits (see ``triton_primitives.order_key``), so an int32 slot holds one

@@ -109,6 +109,20 @@ int main() {
   }
   expect(raised, "counters of the wrong width raise");
 
+  // A state value outside the tables (a state carried over from larger ones) raises a
+  // ValueError naming the field instead of indexing the transition table with it.
+  at::Tensor carried = at::zeros({B, counter::kCount}, at::kLong);
+  carried.select(1, counter::kAcState).fill_(5);  // the tables have 2 states
+  at::Tensor thinking = at::zeros({B, flag::kCount}, at::kBool);
+  thinking.select(1, flag::kInThink).fill_(true);
+  bool named = false;
+  try {
+    mta::braking_step_cpu(logits, at::tensor({4, 4}, at::kLong), carried, thinking, t.packed, t.layout, config);
+  } catch (const c10::ValueError& e) {
+    named = std::strstr(e.what(), "ac_state 5") != nullptr;
+  }
+  expect(named, "an ac_state outside the tables raises a ValueError naming it");
+
   if (failures == 0) std::printf("braking_cpu: all checks passed\n");
   return failures == 0 ? 0 : 1;
 }

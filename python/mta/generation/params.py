@@ -13,7 +13,7 @@ from numbers import Integral, Real
 
 import torch
 
-from mta_kernels._validation import ANY, MIN_P, TEMPERATURE, TOP_P, Interval
+from mta_kernels._validation import ANY, INT64_MAX, INT64_MIN, MIN_P, TEMPERATURE, TOP_P, Interval, as_float, fp32_saturated
 
 __all__ = ["SamplingParams", "sampling_params"]
 
@@ -26,6 +26,12 @@ _RANGES: dict[str, tuple[Interval, bool]] = {  # name: (interval, integer)
 }
 
 
+def _check_value(name: str, value, interval: Interval, integer: bool) -> None:
+    if integer and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{name} must fit in int64 (|{name}| < 2**63), got {value}")
+    interval.check(as_float(value), name)
+
+
 def _one(name: str, value: object, num_prompts: int, n: int, device: torch.device) -> float | int | torch.Tensor:
     interval, integer = _RANGES[name]
     if isinstance(value, torch.Tensor) and value.dim() == 0:
@@ -35,8 +41,8 @@ def _one(name: str, value: object, num_prompts: int, n: int, device: torch.devic
     if isinstance(value, (Integral, Real)):
         if integer and not isinstance(value, Integral):
             raise TypeError(f"{name} must be an int, got {value!r}")
-        interval.check(float(value), name)
-        return int(value) if integer else float(value)
+        _check_value(name, value, interval, integer)
+        return int(value) if integer else as_float(value)
     if isinstance(value, torch.Tensor):
         if value.dim() != 1:
             raise ValueError(f"{name} must be a scalar or 1-D (one value per prompt), got shape {tuple(value.shape)}")
@@ -51,9 +57,11 @@ def _one(name: str, value: object, num_prompts: int, n: int, device: torch.devic
         if isinstance(v, bool) or not isinstance(v, (Integral, Real)) or (integer and not isinstance(v, Integral)):
             kind = "an int" if integer else "a number"
             raise TypeError(f"{name}[{i}] must be {kind}, got {v!r}")
-        interval.check(float(v), f"{name}[{i}]")
+        _check_value(f"{name}[{i}]", v, interval, integer)
     if len(set(values)) == 1:  # one value after all: a scalar costs nothing per step
         return int(values[0]) if integer else float(values[0])
+    if not integer:
+        values = [fp32_saturated(as_float(v)) for v in values]
     dtype = torch.int64 if integer else torch.float32
     return torch.tensor(values, dtype=dtype).repeat_interleave(n).to(device)
 

@@ -18,7 +18,7 @@ import torch
 from mta.generation.params import SamplingParams, sampling_params
 from mta.generation.sampler import SamplerFactory
 from mta.prompts import encode_prompts
-from mta_kernels._validation import check_int
+from mta_kernels._validation import check_generator, check_int
 from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
 __all__ = ["CACHE_MODES", "GenerationPlan", "LogitsProcessor", "make_plan"]
@@ -90,6 +90,50 @@ def _pad_id(model, tokenizer, eos: list[int]) -> int:
         if isinstance(candidate, Integral):
             return int(candidate)
     return eos[0] if eos else 0
+
+
+#: Config fields that give a model's context length, by family (Llama / Qwen2, GPT-2, ...).
+_CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+#: max_new_tokens beyond this is refused for a model that declares no context length: the
+#: decode buffers are [B, prompt + max_new_tokens] int64.
+MAX_NEW_TOKENS = 2**20
+
+
+def _context_length(model) -> int | None:
+    config = model.config.get_text_config()
+    for name in _CONTEXT_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, Integral) and not isinstance(value, bool) and value > 0:
+            return int(value)
+    return None
+
+
+def _check_length(model, prompt_ids: list[list[int]], max_new_tokens: int) -> None:
+    """The longest prompt plus ``max_new_tokens`` must fit the model's context (vLLM's rule:
+    positions past it are out of the model's range, and the buffers are sized by it)."""
+    context = _context_length(model)
+    longest = max(len(p) for p in prompt_ids)
+    if context is None:
+        if max_new_tokens > MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be <= {MAX_NEW_TOKENS} (the model declares no context length), "
+                             f"got {max_new_tokens}")
+    elif longest + max_new_tokens > context:
+        raise ValueError(f"max_new_tokens={max_new_tokens} does not fit the model's context of {context} tokens: "
+                         f"the longest prompt has {longest} tokens, so at most {max(context - longest, 0)} new ones")
+
+
+def _check_braking(braking: BrakingLogitsProcessor, batch: int, device: torch.device) -> None:
+    """A per-row braking config or ``in_think`` must have one entry per sample (B rows), now
+    rather than at the first decode step."""
+    try:
+        braking.cfg.normalised(batch, device)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"braking.cfg: {e} (the batch is len(prompts) * n = {batch} rows)") from e
+    in_think = braking.in_think
+    if isinstance(in_think, torch.Tensor) and (in_think.shape != (batch,) or in_think.dtype != torch.bool):
+        raise ValueError(f"braking.in_think must be a bool or a [{batch}] bool tensor (len(prompts) * n rows), "
+                         f"got {in_think.dtype} of shape {tuple(in_think.shape)}")
 
 
 def _stop_list(stop) -> list[str]:
@@ -170,8 +214,7 @@ def make_plan(
     device = model.device
     if generator is not None and seed is not None:
         raise ValueError("pass generator or seed, not both")
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"generator is on {generator.device} but the model is on {device}")
+    check_generator(generator, device, other="the model's weights")
     if seed is not None:
         generator = torch.Generator(device).manual_seed(check_int(seed, "seed", lo=0))
     if mixing is not None and not isinstance(mixing, SamplerFactory):
@@ -181,8 +224,11 @@ def make_plan(
     prompt_ids = encode_prompts(
         prompts, tokenizer, chat_template=chat_template, add_special_tokens=add_special_tokens, vocab_size=vocab_size
     )
+    _check_length(model, prompt_ids, max_new_tokens)
     params = sampling_params(len(prompt_ids), n, device, temperature=temperature, top_k=top_k, top_p=top_p,
                              min_p=min_p)
+    if braking is not None:
+        _check_braking(braking, len(prompt_ids) * n, device)
     eos = _eos_ids(model, tokenizer, eos_token_id)
     return GenerationPlan(
         prompt_ids=prompt_ids,
