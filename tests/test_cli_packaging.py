@@ -185,3 +185,14 @@ def test_sbt_cli_in_a_log_no_bar_no_torch(tmp_path, tokenizer_dir):
     assert log == forced == {"rc": 0, "torch": False, "transformers": False}
     assert "sbt score" not in log_err and "\r" not in log_err
     assert "sbt score" in forced_err
+
+
+def test_tokenizer_needing_transformers_says_which_extra(tmp_path, capsys, monkeypatch):
+    """A tokenizer directory without tokenizer.json is read by transformers' AutoTokenizer."""
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer_config.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    out = tmp_path / "o.jsonl"
+    assert main(["sbt", "score", str(SAMPLE_TRACES), "--out", str(out), "--tokenizer", str(tmp_path / "tok")]) == 2
+    assert "pip install 'mta_kernels[transformers]'" in capsys.readouterr().err
+    assert not out.exists()

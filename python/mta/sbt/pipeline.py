@@ -62,7 +62,8 @@ def load_tokenizer(name: str | None = None, *, backend_only: bool = False):
         from mta import models
 
         target = models._cached_copy_dir(models.smollm2_gguf_path())
-        if not models._is_complete(target):
+        if not models._is_complete(target):  # first use: dequantise the GGUF, tokenizer included
+            require("SmolLM2's first load", "transformers")
             return models.load_smollm2()[1]
     else:
         target = Path(name)
@@ -73,6 +74,7 @@ def load_tokenizer(name: str | None = None, *, backend_only: bool = False):
         from tokenizers import Tokenizer
 
         return Tokenizer.from_file(str(Path(target) / "tokenizer.json"))
+    require(f"the tokenizer in {target}", "transformers", modules=("transformers", "tokenizers"))
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(target)
