@@ -523,3 +523,17 @@ def test_pipeline_paths_fail_before_anything_is_created(tok, tmp_path):
     with pytest.raises(ValueError, match="skipped file"):
         run_jsonl(inp, tmp_path / "o.jsonl", "sbt-e", tok, progress=False)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("mode", ["score", "sbt-d"])
+def test_backend_tokenizer_gives_the_same_files(tok, tmp_path, mode):
+    """The CLI reads tokenizer.json with `tokenizers` alone (no transformers import): the same
+    output as the transformers tokenizer."""
+    tok.save_pretrained(tmp_path / "tok")
+    backend = load_tokenizer(str(tmp_path / "tok"), backend_only=True)
+    assert type(backend).__module__.startswith("tokenizers")
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    run_jsonl(SAMPLE_TRACES, a, mode, tok, progress=False)
+    run_jsonl(SAMPLE_TRACES, b, mode, backend, progress=False)
+    assert a.read_bytes() == b.read_bytes() and len(a.read_bytes()) > 1000
+    assert skipped_path(a).read_bytes() == skipped_path(b).read_bytes()
