@@ -392,7 +392,8 @@ def _good(n: int = 3) -> list[dict]:
 
 
 def _accounting(out: Path) -> tuple[list[dict], list[dict]]:
-    """Written and skipped records; every line must be valid UTF-8 JSON."""
+    """Written and skipped records; every line must be valid UTF-8 JSON, one record a line
+    even for str.splitlines() (which also breaks at U+2028, U+2029 and U+0085)."""
     written = [json.loads(x) for x in out.read_bytes().decode("utf-8").splitlines()] if out.exists() else []
     skipped = [json.loads(x) for x in skipped_path(out).read_bytes().decode("utf-8").splitlines()]
     return written, skipped
@@ -417,6 +418,7 @@ def test_bad_records_are_skipped_and_the_run_goes_on(tok, tmp_path, mode):
         b'{"id": "bad-utf8", "problem": "\xff\xfe", "gold": "18"}'.decode("latin-1"),
         json.dumps(g1),
         json.dumps(g2),
+        json.dumps({**g0, "id": "breaks", "problem": "a\u2028b\x85c\u2029d"}),  # str.splitlines() breaks
     ]
     inp = tmp_path / "in.jsonl"
     inp.write_bytes("\n".join(lines).encode("latin-1", "surrogateescape") + b"\n")
@@ -425,7 +427,9 @@ def test_bad_records_are_skipped_and_the_run_goes_on(tok, tmp_path, mode):
     written, skipped = _accounting(out)
     assert s.records == len(lines) == len(written) + len(skipped)
     assert [w["id"] for w in written] == ["gsm8k-0"] + (["sur-problem"] if mode == "score" else []) + \
-        ["gsm8k-1", "gsm8k-2"]
+        ["gsm8k-1", "gsm8k-2", "breaks"]
+    if mode != "score":
+        assert written[-1]["messages"][0]["content"] == "a\u2028b\x85c\u2029d"
     by_line = {x["line"]: x["reason"] for x in skipped}
     assert by_line[6] == "malformed JSON" and by_line[9] == "malformed JSON"
     assert by_line[3] == by_line[4] == by_line[5] == "invalid Unicode"

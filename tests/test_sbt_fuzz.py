@@ -236,7 +236,9 @@ def _check_accounting(inp: Path, out: Path) -> None:
     """Every non-blank input line exactly once: skipped lines are distinct input lines, written
     ids are distinct, and together they count the records."""
     records = [n for n, raw in enumerate(inp.read_bytes().split(b"\n"), 1) if raw.strip()]
-    written = [json.loads(x)["id"] for x in out.read_bytes().decode("utf-8").splitlines()]
+    text = out.read_bytes().decode("utf-8")
+    assert len(text.splitlines()) == text.count("\n")  # no U+2028 & co. raw: one record, one line anywhere
+    written = [json.loads(x)["id"] for x in text.splitlines()]
     skipped = [json.loads(x)["line"] for x in skipped_path(out).read_bytes().decode("utf-8").splitlines()]
     assert len(written) == len(set(written)) and len(skipped) == len(set(skipped))
     assert set(skipped) <= set(records)

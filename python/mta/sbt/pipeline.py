@@ -42,6 +42,13 @@ __all__ = ["skipped_path", "run_jsonl", "load_tokenizer", "Summary"]
 SCORE_BATCH = 256  # records scored per score_traces call
 _FIELDS = {"trace": ("trace", "response"), "gold": ("gold", "answer"), "problem": ("problem", "question")}
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Line breaks to str.splitlines() (and some JSONL readers) that json.dumps(ensure_ascii=False)
+# leaves raw inside strings; written as \uXXXX escapes, one record stays one line for any reader.
+_UNICODE_BREAK = re.compile("[\u0085\u2028\u2029]")
+
+
+def _escape(m: re.Match) -> str:
+    return "\\u%04x" % ord(m.group(0))
 
 
 def skipped_path(out: Path) -> Path:
@@ -318,7 +325,8 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
             record, before, after = res
             record["id"] = rid
             try:  # whole line first: a record that cannot be written never leaves half a line
-                line = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+                line = (_UNICODE_BREAK.sub(_escape, json.dumps(record, ensure_ascii=False, allow_nan=False))
+                        + "\n").encode("utf-8")
             except (ValueError, TypeError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
                 res = exc
             else:
