@@ -9,12 +9,14 @@ One build, two switches:
 The wheel's local version names what it was built for (``+cpu`` or ``+cu130.sm80.sm90``) and
 its metadata pins the exact torch it was built against: the C++ ABI is only stable there.
 Build with ``--no-build-isolation`` (an isolated build would fetch another torch).
+Extras (``pip install 'mta_kernels[transformers,math]'``, or ``[all]``): see python/mta/extras.py.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import runpy
 
 import torch
 from setuptools import find_packages, setup
@@ -69,6 +71,9 @@ def _extension():
 
 
 WITH_CUDA, EXTENSION = _extension()
+# Optional dependencies per group of commands; python/mta/extras.py is the one list (its
+# `require` names the extra to install when a command misses one). It imports only the stdlib.
+EXTRAS_REQUIRE = runpy.run_path(os.path.join(ROOT, "python", "mta", "extras.py"))["requirements"]()
 
 setup(
     name="mta_kernels",
@@ -81,7 +86,7 @@ setup(
     package_data={"mta.sbt": ["data/*.jsonl", "data/*.md", "data/*.py"]},
     python_requires=">=3.10",
     install_requires=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "tqdm"],
-    extras_require={"triton": ["triton"]},
+    extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["mta=mta.cli:main"]},
     ext_modules=[EXTENSION],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 import mta_kernels as mk
 from benchmarks import harness
+from mta.progress import progress_bar
 from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
 
 V = 151936
@@ -156,7 +156,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
     """
     rows = []
     tables = synthetic_tables().to(device)
-    progress = tqdm(cases(mode), desc="braking", unit="shape")
+    progress = progress_bar(cases(mode), desc="braking", unit="shape")
     for case in progress:
         g = torch.Generator(device=device).manual_seed(0)
         logits = torch.randn(case.B, V, generator=g, device=device)

@@ -26,9 +26,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import torch
-from tqdm import tqdm
 
 from benchmarks import harness
+from mta.progress import progress_bar
 
 PARAMS = {"temperature": 0.7, "top_k": 50, "top_p": 0.9}
 BATCHES = (1, 16, 64)
@@ -138,7 +138,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
         model = load(setup.model, device)
         weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         vocab = model.config.vocab_size
-        progress = tqdm(setup.batches, desc=f"generate {setup.model}", unit="batch")
+        progress = progress_bar(setup.batches, desc=f"generate {setup.model}", unit="batch")
         for B in progress:
             prompts = torch.randint(
                 2, vocab, (B, PROMPT_TOKENS), generator=torch.Generator().manual_seed(B)

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from benchmarks import harness
+from mta.progress import progress_bar
 from mta_kernels import rl
 
 SHAPES = ((8, 4096), (64, 4096), (256, 4096))  # (B, T)
@@ -102,7 +102,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
         time) and ``x_floor`` (this time / floor).
     """
     rows = []
-    for case in tqdm(cases(mode), desc="rl", unit="shape"):
+    for case in progress_bar(cases(mode), desc="rl", unit="shape"):
         lp, old, adv, mask = make_inputs(case, device)
         opts = (0.2, 0.28, case.dual_clip, "token-mean", 20.0)
         impls = {REFERENCE: step(rl.policy_loss_reference, lp, old, adv, mask, *opts)}

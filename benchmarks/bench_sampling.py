@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 import mta_kernels as mk
 from benchmarks import baselines, harness
+from mta.progress import progress_bar
 
 VOCABS = (151936, 128256)  # Qwen, Llama-3
 BATCHES = (1, 8, 64, 256)
@@ -138,7 +138,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
     """
     rows = []
     generator = torch.Generator(device=device)
-    progress = tqdm(cases(mode), desc="sampling", unit="shape")
+    progress = progress_bar(cases(mode), desc="sampling", unit="shape")
     for case in progress:
         generator.manual_seed(0)
         logits = torch.randn(case.B, case.V, generator=generator, device=device).to(DTYPES[case.dtype])

@@ -48,9 +48,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import torch
-from tqdm import tqdm
 
 from benchmarks import harness
+from mta.progress import progress_bar
 
 TARGET_TOKENS = 4096
 SAMPLES_PER_PASS = 28
@@ -205,7 +205,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
     pools = {n: _pool(n) for n in sorted({n for c in all_cases for n in c.pools})}
     base_us: dict[str, float] = {}  # straightforward µs per trace, per input
     try:
-        progress = tqdm(all_cases, desc="sbt", unit="shape")
+        progress = progress_bar(all_cases, desc="sbt", unit="shape")
         for case in progress:
             traces = [t for t, _ in data[:case.B]]
             golds = [g for _, g in data[:case.B]]

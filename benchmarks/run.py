@@ -27,7 +27,8 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` and `mta_kernels` importable
+if __package__ in (None, ""):  # run as a script: make `benchmarks`, `mta_kernels` and `mta` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch

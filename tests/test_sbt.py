@@ -382,3 +382,162 @@ def test_score_jsonl_in_batches(tok, tmp_path, monkeypatch):
     skipped_path(out).unlink()
     s2 = run_jsonl(SAMPLE_TRACES, out, "score", tok, progress=False)
     assert s2.resumed == 7 and [json.loads(x) for x in out.read_text().splitlines()] == got
+
+
+# --- issue 14 items 2 and 8: bad records never stop a run; resume accounts for every line ----
+
+def _good(n: int = 3) -> list[dict]:
+    recs = _records()
+    return [recs[f"gsm8k-{i}"] for i in range(n)]
+
+
+def _accounting(out: Path) -> tuple[list[dict], list[dict]]:
+    """Written and skipped records; every line must be valid UTF-8 JSON, one record a line
+    even for str.splitlines() (which also breaks at U+2028, U+2029 and U+0085)."""
+    written = [json.loads(x) for x in out.read_bytes().decode("utf-8").splitlines()] if out.exists() else []
+    skipped = [json.loads(x) for x in skipped_path(out).read_bytes().decode("utf-8").splitlines()]
+    return written, skipped
+
+
+@pytest.mark.parametrize("mode", ["score", "sbt-e"])
+def test_bad_records_are_skipped_and_the_run_goes_on(tok, tmp_path, mode):
+    """Each of these stopped `mta sbt` for good (every rerun at the same line); in `score` the
+    records pending in the same batch were lost with it."""
+    g0, g1, g2 = _good()
+    trace = json.dumps(g0["trace"])
+    lines = [
+        json.dumps(g0),
+        # lone surrogate escapes: in a written field, inside the trace (tokenizer), in the id, in the gold
+        '{"id": "sur-problem", "problem": "x\\ud800y", "gold": "18", "trace": %s}' % trace,
+        '{"id": "sur-trace", "problem": "p", "gold": "18", "trace": %s}' % trace.replace("<think>", "<think>\\udc80"),
+        '{"id": "sur-\\udfff", "problem": "p", "gold": "18", "trace": %s}' % trace,
+        '{"id": "sur-gold", "problem": "p", "gold": "1\\ud83d8", "trace": %s}' % trace,
+        "[" * 100_000 + "]" * 100_000,                                   # deeper than the parser's recursion
+        '{"id": "deep-gold", "problem": "p", "gold": %s, "trace": %s}' % ("[" * 500 + "]" * 500, trace),
+        '{"id": {"a": [1, 2]}, "problem": "p", "gold": "18", "trace": %s}' % trace,  # id not a scalar
+        b'{"id": "bad-utf8", "problem": "\xff\xfe", "gold": "18"}'.decode("latin-1"),
+        json.dumps(g1),
+        json.dumps(g2),
+        json.dumps({**g0, "id": "breaks", "problem": "a\u2028b\x85c\u2029d"}),  # str.splitlines() breaks
+    ]
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes("\n".join(lines).encode("latin-1", "surrogateescape") + b"\n")
+    out = tmp_path / "out.jsonl"
+    s = run_jsonl(inp, out, mode, tok, progress=False)
+    written, skipped = _accounting(out)
+    assert s.records == len(lines) == len(written) + len(skipped)
+    assert [w["id"] for w in written] == ["gsm8k-0"] + (["sur-problem"] if mode == "score" else []) + \
+        ["gsm8k-1", "gsm8k-2", "breaks"]
+    if mode != "score":
+        assert written[-1]["messages"][0]["content"] == "a\u2028b\x85c\u2029d"
+    by_line = {x["line"]: x["reason"] for x in skipped}
+    assert by_line[6] == "malformed JSON" and by_line[9] == "malformed JSON"
+    assert by_line[3] == by_line[4] == by_line[5] == "invalid Unicode"
+    # score never reads the problem; build writes it
+    assert by_line.get(2) == (None if mode == "score" else "invalid Unicode")
+    assert by_line[7] == "no gold answer" and by_line[8] == "malformed record"
+    assert {x["id"] for x in skipped if x["line"] == 4} == {"sur-\udfff"}  # the id survives, escaped
+    assert sorted(by_line) == [n for n in range(2, 10) if n != 2 or mode != "score"]
+    # a rerun has nothing left to do
+    s2 = run_jsonl(inp, out, mode, tok, progress=False)
+    assert s2.resumed == len(lines) and s2.kept == 0 and not s2.skipped
+
+
+def test_a_failing_score_batch_loses_no_pending_record(tok, tmp_path, monkeypatch):
+    """An error that is not a TraceError, raised for the whole batch by one record, costs only
+    that record: the batch is rescored record by record."""
+    from mta.sbt import pipeline
+
+    real = pipeline.score_traces
+
+    def fragile(traces, golds, *args, **kwargs):
+        if any("POISON" in t for t in traces if isinstance(t, str)):
+            raise RuntimeError("tokenizer crashed")
+        return real(traces, golds, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "score_traces", fragile)
+    monkeypatch.setattr(pipeline, "SCORE_BATCH", 4)
+    g = _good(6)
+    recs = g[:2] + [{**g[2], "id": "poison", "trace": g[2]["trace"] + " POISON"}] + g[3:]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = tmp_path / "s.jsonl"
+    run_jsonl(inp, out, "score", tok, progress=False)
+    written, skipped = _accounting(out)
+    assert [w["id"] for w in written] == [r["id"] for r in recs if r["id"] != "poison"]
+    assert [(x["id"], x["reason"]) for x in skipped] == [("poison", "error: RuntimeError")]
+    assert "tokenizer crashed" in skipped[0]["detail"]
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so no per-record handler catches it."""
+
+
+@pytest.mark.parametrize("mode", ["score", "sbt-d"])
+def test_resume_after_a_kill_accounts_for_duplicate_ids(tok, tmp_path, monkeypatch, mode):
+    """An uninterrupted run lists a second copy of an id as a duplicate; a run killed after the
+    first copy and rerun must give the same files, byte for byte (before: the second copy was
+    counted as already done and appeared in neither file)."""
+    from mta.sbt import pipeline
+
+    g = _good(5)
+    recs = [g[0], g[1], {**g[2], "id": g[1]["id"]}, {"id": "no-trace", "gold": "1"}, g[3],
+            {"id": "no-trace", "gold": "2"}, g[4], {**g[0], "trace": "x"}]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"id": "line:10"}\nnot json\n')
+    full = tmp_path / "full.jsonl"
+    run_jsonl(inp, full, mode, tok, progress=False)
+    written, skipped = _accounting(full)
+    assert len(written) + len(skipped) == 10
+    assert [x["reason"] for x in skipped if x["id"] == "gsm8k-1"] == ["duplicate id"]
+    assert [x["reason"] for x in skipped if x["id"] == "no-trace"] == ["malformed record", "duplicate id"]
+    # a generated key (line 10, not JSON) meets an id that looks like one (line 9): one record each
+    assert [x["reason"] for x in skipped if x["id"] == "line:10"] == ["malformed record", "malformed JSON"]
+    monkeypatch.setattr(pipeline, "SCORE_BATCH", 1)
+    target = "_score_batch" if mode == "score" else "_one"
+    real = getattr(pipeline, target)
+    for kill_at in range(1, 7):  # the kill lands before the kill_at-th scored/built record
+        calls = []
+
+        def dying(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == kill_at:
+                raise _Killed
+            return real(*args, **kwargs)
+
+        out = tmp_path / f"k{kill_at}.jsonl"
+        monkeypatch.setattr(pipeline, target, dying)
+        with pytest.raises(_Killed):
+            run_jsonl(inp, out, mode, tok, progress=False)
+        monkeypatch.setattr(pipeline, target, real)
+        s = run_jsonl(inp, out, mode, tok, progress=False)
+        assert s.resumed + s.kept + sum(s.skipped.values()) == 10
+        assert out.read_bytes() == full.read_bytes(), kill_at
+        assert skipped_path(out).read_bytes() == skipped_path(full).read_bytes(), kill_at
+
+
+def test_pipeline_paths_fail_before_anything_is_created(tok, tmp_path):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps(_good(1)[0]) + "\n")
+    with pytest.raises(ValueError, match="OUT: .* is a directory"):
+        run_jsonl(inp, tmp_path, "score", tok, progress=False)
+    with pytest.raises(ValueError, match="IN: .* is a directory"):
+        run_jsonl(tmp_path, tmp_path / "o.jsonl", "score", tok, progress=False)
+    (tmp_path / "o.skipped.jsonl").mkdir()
+    with pytest.raises(ValueError, match="skipped file"):
+        run_jsonl(inp, tmp_path / "o.jsonl", "sbt-e", tok, progress=False)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("mode", ["score", "sbt-d"])
+def test_backend_tokenizer_gives_the_same_files(tok, tmp_path, mode):
+    """The CLI reads tokenizer.json with `tokenizers` alone (no transformers import): the same
+    output as the transformers tokenizer."""
+    tok.save_pretrained(tmp_path / "tok")
+    backend = load_tokenizer(str(tmp_path / "tok"), backend_only=True)
+    assert type(backend).__module__.startswith("tokenizers")
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    run_jsonl(SAMPLE_TRACES, a, mode, tok, progress=False)
+    run_jsonl(SAMPLE_TRACES, b, mode, backend, progress=False)
+    assert a.read_bytes() == b.read_bytes() and len(a.read_bytes()) > 1000
+    assert skipped_path(a).read_bytes() == skipped_path(b).read_bytes()

@@ -20,6 +20,9 @@ import sys
 import traceback
 from pathlib import Path
 
+from mta.extras import MissingExtraError, require
+from mta.lazy_parser import LazyParser
+
 __all__ = ["main"]
 
 _RUNNER = Path("benchmarks") / "run.py"
@@ -57,6 +60,7 @@ def _run_bench(argv: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    require("mta demo", "transformers")
     import torch
 
     from mta import decode_demo
@@ -127,15 +131,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     from mta import decode_demo
 
+    parser.add_argument("--quick", action="store_true", help="the quick benchmark grid (about a minute on 2 CPU cores)")
+    parser.add_argument("--skip-bench", action="store_true", help="no benchmark table, only the demos")
+    parser.add_argument("--skip-braking", action="store_true", help="no Self-Braking decoding demo")
+    decode_demo.add_arguments(parser)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mta",
         description="mta: fused sampling ops and the reasoning-efficiency / alignment methods built on them.",
     )
     parser.add_argument("--version", action="version", version=f"mta {_mta_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Sub-commands add their options when used: `mta sbt score` does not import the demos' torch code.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=LazyParser)
     sub.required = True
 
     demo = sub.add_parser(
@@ -143,11 +155,8 @@ def _parser() -> argparse.ArgumentParser:
         help="sampling benchmark table, then a real decode with SmolLM2-135M",
         description="Print the sampling benchmark table (benchmarks/run.py), then decode a few chat "
         "prompts with SmolLM2-135M-Instruct sampling every step with mk.sample, per-row parameters.",
+        populate=_demo_arguments,
     )
-    demo.add_argument("--quick", action="store_true", help="the quick benchmark grid (about a minute on 2 CPU cores)")
-    demo.add_argument("--skip-bench", action="store_true", help="no benchmark table, only the demos")
-    demo.add_argument("--skip-braking", action="store_true", help="no Self-Braking decoding demo")
-    decode_demo.add_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
     # Listed here for `mta --help`; main() forwards `mta bench ...` verbatim, --help included.
@@ -182,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "bench":
         return _run_bench(argv[1:])
     args = _parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except MissingExtraError as exc:  # raised before the command opened or wrote anything
+        print(f"mta {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -361,9 +361,9 @@ def _loop(model, tokenizer, plan: GenerationPlan, sampler: DecodeSampler, kv, us
         if hits:
             rows.finished[torch.tensor(hits, device=device)] = True
 
-    from tqdm.auto import tqdm
+    from mta.progress import progress_bar
 
-    bar = tqdm(total=T, desc="generate", unit="step", disable=not plan.progress, leave=False)
+    bar = progress_bar(total=T, desc="generate", unit="step", enabled=plan.progress, leave=False)
     steps = 0
     for step in range(T):
         if rows.entropies is not None:

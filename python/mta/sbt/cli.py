@@ -1,10 +1,18 @@
 """``mta sbt score IN.jsonl [--out scores.jsonl]``, ``mta sbt build IN.jsonl OUT.jsonl --method sbt-e|sbt-d``
-and ``mta sbt demo`` (SmolLM2 decoding with and without braking)."""
+and ``mta sbt demo`` (SmolLM2 decoding with and without braking).
+
+``score`` and ``build`` need the ``math`` extra (math-verify) and ``tokenizers`` (the
+``transformers`` extra); both are checked before any output is opened. They read the
+tokenizer straight from its ``tokenizer.json`` and never import torch's model code, so they
+start in a second or two.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from mta.lazy_parser import LazyParser
 
 __all__ = ["add_parser"]
 
@@ -15,47 +23,64 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anchor", choices=("sentence", "anywhere"), default="sentence",
                    help="where a marker counts: at a sentence/step start (default) or anywhere")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is off anyway when stderr is not a terminal, or with MTA_PROGRESS=0)")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mta.sbt.pipeline import load_tokenizer, run_jsonl
+    from mta.extras import MissingExtraError, require
 
+    command = f"mta sbt {args.sbt_command}"
     try:
-        tok = load_tokenizer(args.tokenizer)
+        require(command, "math")
+        require(command, "transformers", modules=("tokenizers",))
+        from mta.sbt.pipeline import load_tokenizer, run_jsonl
+
+        if args.sbt_command == "build" and args.masked_steps < 0:
+            raise ValueError(f"--masked-steps must be >= 0, got {args.masked_steps}")
+        tok = load_tokenizer(args.tokenizer, backend_only=True)
         if args.sbt_command == "score":
             s = run_jsonl(args.input, args.out, "score", tok, overwrite=args.overwrite,
                           progress=not args.no_progress, anchor=args.anchor)
         else:
-            if args.masked_steps < 0:
-                raise ValueError(f"--masked-steps must be >= 0, got {args.masked_steps}")
             s = run_jsonl(args.input, args.output, args.method, tok, overwrite=args.overwrite,
                           progress=not args.no_progress, anchor=args.anchor, masked_steps=args.masked_steps)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"mta sbt {args.sbt_command}: error: {exc}", file=sys.stderr)
+    except (MissingExtraError, ValueError, OSError) as exc:  # OSError: FileNotFoundError, permissions, disk full
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
-    title = f"mta sbt {args.sbt_command}" + (f" --method {args.method}" if args.sbt_command == "build" else "")
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    title = command + (f" --method {args.method}" if args.sbt_command == "build" else "")
     print(s.table(title))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from mta.extras import require
     from mta.sbt import braking_demo
 
+    require("mta sbt demo", "transformers")
     return braking_demo.run_from_args(args)
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from mta.sbt import braking_demo
+
+    parser.description = braking_demo.__doc__.split("\n\n")[0].replace("\n", " ")
+    braking_demo.add_arguments(parser)
 
 
 def add_parser(sub) -> None:
     """Add ``sbt`` (with ``score``, ``build`` and ``demo``) to the ``mta`` subparsers."""
-    from mta.sbt import braking_demo
-
     sbt = sub.add_parser("sbt", help="Self-Braking Tuning: score traces, build SBT-E / SBT-D data",
                          description="Self-Braking Tuning (arXiv 2505.14604): overthinking scores of "
                          "long chain-of-thought traces and SBT-E / SBT-D training data with loss masks.")
-    ss = sbt.add_subparsers(dest="sbt_command", metavar="SBT_COMMAND")
+    ss = sbt.add_subparsers(dest="sbt_command", metavar="SBT_COMMAND", parser_class=LazyParser)
     ss.required = True
     sc = ss.add_parser("score", help="κ, η and the overthink score of every trace",
-                       description="Score every trace of IN.jsonl (fields id, problem, gold, trace).")
+                       description="Score every trace of IN.jsonl (fields id, problem, gold, trace). "
+                       "Skipped records go to OUT.skipped.jsonl with their reason; reruns resume.")
     sc.add_argument("input", metavar="IN.jsonl")
     sc.add_argument("--out", default=None, metavar="scores.jsonl", help="write per-trace scores here")
     _common(sc)
@@ -70,6 +95,5 @@ def add_parser(sub) -> None:
     _common(b)
     b.set_defaults(func=_run)
     d = ss.add_parser("demo", help="SmolLM2 thinking with and without braking (braking_step per decode step)",
-                      description=braking_demo.__doc__.split("\n\n")[0].replace("\n", " "))
-    braking_demo.add_arguments(d)
+                      populate=_demo_arguments)  # the demo's options import torch: only when used
     d.set_defaults(func=_demo)
