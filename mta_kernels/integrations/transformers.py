@@ -162,7 +162,7 @@ class BrakingLogitsProcessor:
                 self._start(B, device)
                 last = None
             else:
-                last = self._unfinished_tokens(input_ids[:, -1], getattr(state, "finished", None))
+                last = self._unfinished_tokens(input_ids.select(1, -1), getattr(state, "finished", None))
         else:
             last = self._transformers_step(input_ids, B, device)
         if not scores.is_contiguous():
@@ -190,17 +190,18 @@ class BrakingLogitsProcessor:
             if self._ending_ids is None or self._ending_ids.device != device:
                 self._ending_ids = torch.tensor(self._ending, dtype=torch.int64, device=device) if self._ending else None
             return None
-        last = input_ids[:, -1]
+        last = input_ids.select(1, -1)
         if self._ending_ids is not None:
             self._finished |= torch.isin(last, self._ending_ids)  # its EOS is not consumed either
         return self._unfinished_tokens(last, self._finished)
 
     def _unfinished_tokens(self, last: torch.Tensor, finished: torch.Tensor | None) -> torch.Tensor:
         """``last`` as int64, -1 (nothing to consume) on finished rows, which leave the thinking."""
-        last = last.to(torch.int64)
+        if last.dtype != torch.int64:
+            last = last.long()
         if finished is None:
             return last
-        self.controller.state.in_think.logical_and_(~finished)  # frozen: no trigger on padding
+        self.controller.state.in_think.masked_fill_(finished, False)  # frozen: no trigger on padding
         return last.masked_fill(finished, -1)
 
 
