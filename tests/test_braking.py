@@ -229,7 +229,7 @@ def test_logits_processor_equals_braking_step(monkeypatch):
     B, V = 5, 40
     tables = MarkerTables.from_token_ids([[3, 4], [4]], [6], 1, [7, 1], V)
     cfg = BrakingConfig(max_thinking_tokens=torch.tensor([3, 50, 50, 50, 0]), marker_ratio=0.5, min_thinking_tokens=4)
-    proc = BrakingLogitsProcessor(tables, cfg)
+    proc = BrakingLogitsProcessor(tables, cfg, eos_token_id=[])
     state = BrakingState.new(B)
     g = torch.Generator().manual_seed(0)
     ids = torch.zeros(B, 2, dtype=torch.long)

@@ -22,7 +22,7 @@ import mta_kernels as mk
 from mta.generation.engine import generate
 from mta.mixing import Lockstep, Mixing, ModelLogits
 from mta.models import tiny_random_model
-from mta_kernels.integrations.transformers import MixingLogitsProcessor
+from mta_kernels.integrations.transformers import MixingLogitsProcessor, RowHistoryError
 from mta_kernels.mixing.recipes import classifier_free_guidance, contrastive_decoding, proxy_tuning, weighted_ensemble
 
 V = 300
@@ -312,12 +312,60 @@ def test_model_logits_follows_a_growing_sequence_and_rejects_a_new_one(models):
     for b in range(2):
         torch.testing.assert_close(got[b], _last_logits(model, PROMPTS[b] + grown[b, -2:].tolist()),
                                    rtol=1e-4, atol=1e-5)
+    with pytest.raises(RowHistoryError, match="rewound, or the same step came twice"):
+        source(grown)
+    got = source(torch.cat([grown, torch.tensor([[7], [8]])], dim=1))  # the right rows still continue
+    torch.testing.assert_close(got[0], _last_logits(model, PROMPTS[0] + [3, 4, 7]), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match=r"input_ids has 3 rows but the cached sequences have 2.*reset\(\)"):
         source(torch.cat([grown, grown[:1]])[:, :-1].repeat(1, 2)[:3])
-    with pytest.raises(ValueError, match="already consumed"):
-        source(grown)
-    source.reset()
-    assert source(ids).shape == (2, V)
+    # The error dropped the stale cache: the next call is a new generation's prefill.
+    torch.testing.assert_close(source(ids)[1], _last_logits(model, PROMPTS[1]), rtol=1e-4, atol=1e-5)
+
+
+def test_model_logits_refuses_rows_reordered_under_one_prompt(models):
+    """Beams of one prompt regrouped (what beam search does every step): refused, cache kept."""
+    model = models["llama"]
+    beams = torch.tensor([PROMPTS[1], PROMPTS[1]])
+    source = ModelLogits(model)
+    source(beams)
+    grown = torch.cat([beams, torch.tensor([[3], [4]])], dim=1)
+    source(grown)
+    with pytest.raises(RowHistoryError, match=r"they were reordered.*num_beams > 1"):
+        source(torch.cat([grown[[1, 0]], torch.tensor([[7], [8]])], dim=1))
+    got = source(torch.cat([grown, torch.tensor([[7], [8]])], dim=1))
+    torch.testing.assert_close(got[1], _last_logits(model, PROMPTS[1] + [4, 8]), rtol=1e-4, atol=1e-5)
+
+
+def test_model_logits_in_hf_generate_refuses_a_longer_prompt_without_reset(models):
+    """A reused processor on a longer prompt used to mix against the previous call's cache."""
+    expert, amateur = models["llama"], models["gpt2"]
+    short = torch.tensor([[0, 5, 6], [0, 20, 21]])
+    longer = torch.tensor([[0, 9, 8, 7, 6, 5, 4, 3], [0, 30, 31, 32, 33, 34, 35, 36]])
+    proc = MixingLogitsProcessor(contrastive_decoding(beta=0.5), [ModelLogits(amateur)])
+
+    def hf(ids, steps=4):
+        return expert.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, eos_token_id=None,
+                               max_new_tokens=steps, pad_token_id=1, logits_processor=LogitsProcessorList([proc]))
+
+    hf(short)
+    with pytest.raises(ValueError, match=r"does not extend.*already consumed.*reset\(\)"):
+        hf(longer)
+    out = hf(longer)  # the failed call dropped the stale cache
+    want = brute_force_greedy("contrastive", models, steps=4, prompts=longer.tolist())
+    assert out[:, longer.shape[1]:].tolist() == want
+    proc.reset()
+    assert torch.equal(hf(longer), out)
+
+
+@pytest.mark.parametrize("num_beams, do_sample", [(3, False), (2, True)])
+def test_processor_refuses_beam_search(models, num_beams, do_sample):
+    """Beam search regroups its rows every step: the other model's cache would belong to
+    other beams. The processor raises instead of decoding wrong text."""
+    ids, mask = _left_padded(PROMPTS)
+    proc = _processor("contrastive", models)
+    with pytest.raises(RowHistoryError, match=r"ModelLogits.*they were reordered.*num_beams > 1"):
+        models["llama"].generate(input_ids=ids, attention_mask=mask, num_beams=num_beams, do_sample=do_sample,
+                                 max_new_tokens=T, pad_token_id=1, logits_processor=LogitsProcessorList([proc]))
 
 
 def test_processor_passes_decode_state_only_to_sources_that_take_it():

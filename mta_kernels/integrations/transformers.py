@@ -1,8 +1,8 @@
 """transformers ``LogitsProcessor`` classes: braking and guided logits mixing.
 
-* :class:`BrakingLogitsProcessor` keeps a :class:`~mta_kernels.braking.BrakingState` and
-  calls :func:`~mta_kernels.braking.braking_step` once per decode step with the token each
-  row sampled last.
+* :class:`BrakingLogitsProcessor` builds a :class:`~mta_kernels.braking.BrakingController`
+  at the first step of each generation (tables, config and kernel checked once) and runs its
+  step once per decode step with the token each row sampled last.
 * :class:`MixingLogitsProcessor` mixes the scores of the model being decoded (model 0) with
   the other K - 1 models' logits for the same step, which come from ``sources``, callables
   ``source(input_ids) -> [B, V]`` (:class:`mta.mixing.ModelLogits` runs a transformers model
@@ -10,8 +10,11 @@
   top-k, top-p) and sampler, or :func:`mta.generate`'s sampler, then treat as the logits.
 
 Both follow transformers' ``processor(input_ids, scores) -> scores`` protocol and also take
-:func:`mta.generate`'s decode state through ``call_with_state``. Only torch is imported
-here: transformers is not needed to build or call them. The vLLM adapter is in
+:func:`mta.generate`'s decode state through ``call_with_state``. Inside transformers'
+``generate`` a stateful processor tells the next step from a new generation by the content
+of ``input_ids`` (:mod:`mta_kernels.integrations.history`); beam search and assisted
+decoding, which reorder or rewind rows, raise. Only torch is imported here: transformers
+is not needed to build or call them. The vLLM adapter is in
 :mod:`mta_kernels.integrations.vllm`.
 """
 
@@ -19,53 +22,123 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from numbers import Integral
 from typing import Any
 
 import torch
 
-from mta_kernels.braking import BrakingConfig, BrakingState, MarkerTables, braking_step
+from mta_kernels._validation import check_int
+from mta_kernels.braking import BrakingConfig, BrakingController, BrakingState, MarkerTables
+from mta_kernels.braking.step import check_config
+from mta_kernels.integrations.history import RowHistory, RowHistoryError
 from mta_kernels.mixing.recipes import MixRecipe
 
-__all__ = ["BrakingLogitsProcessor", "MixingLogitsProcessor"]
+__all__ = ["BrakingLogitsProcessor", "MixingLogitsProcessor", "RowHistoryError"]
+
+
+def _token_ids(value: int | Sequence[int] | None, name: str) -> tuple[int, ...] | None:
+    """``None``, or the ids as a tuple of ints >= 0 (one int or a sequence of them)."""
+    if value is None:
+        return None
+    ids = [value] if isinstance(value, Integral) else value
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (Sequence, torch.Tensor)):
+        raise TypeError(f"{name} must be an int, a sequence of ints or None, got {type(value).__name__}")
+    ids = ids.reshape(-1).tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, Integral) or i < 0:
+            raise ValueError(f"{name} must hold token ids (ints >= 0), got {value!r}")
+    return tuple(int(i) for i in ids)
 
 
 class BrakingLogitsProcessor:
     """transformers ``LogitsProcessor``: ``processor(input_ids, scores) -> scores``.
 
-    The first call of a generation starts a fresh state and consumes nothing: the prompt is
-    not thinking text. A call starts a new generation when the batch size or device changed,
-    when ``input_ids`` did not grow by exactly one token since the last call, or (inside
-    :func:`mta.generate`, which passes its decode ``state``) at decode step 0. Each later
-    call consumes ``input_ids[:, -1]``, the token sampled at the previous step; with a decode
-    ``state``, rows already finished consume nothing (their EOS and padding are not
-    thinking). ``cfg`` may be replaced or its per-row tensors modified between steps. Works
-    at any batch size; ``scores`` is modified in place and returned.
+    The first call of a generation builds a :class:`~mta_kernels.braking.BrakingController`
+    for its batch and consumes nothing: the prompt is not thinking text. Each later call
+    consumes ``input_ids[:, -1]``, the token sampled at the previous step. ``scores`` is
+    modified in place and returned.
+
+    **Thinking tokens** (the one definition, here and in :class:`mta.generate`'s
+    :class:`~mta.generation.BrakingReport`): the tokens a row generated inside the thinking
+    before it ended — naturally at the end-of-thinking token, or by a brake. The closing tag
+    and the forced brake text are not thinking tokens (the report counts the forced tokens
+    separately); a finished row's EOS and the padding after it neither.
+
+    Where a call belongs:
+
+    * inside :func:`mta.generate` (``braking=``), which passes its decode ``state``: step 0
+      starts a generation, and rows already finished consume nothing;
+    * inside transformers' ``generate`` (two arguments): a call continues the generation
+      when every row of ``input_ids`` is the row of the last call plus one token; another
+      batch size, device or prompt starts a new one (so reusing the processor needs no
+      :meth:`reset`). Rows whose past changed under the same prompt — beam search
+      (``num_beams > 1``) regroups beams, assisted decoding rewinds — raise a
+      :class:`~mta_kernels.integrations.history.RowHistoryError`. A row is finished once it
+      has consumed an id of ``eos_token_id`` (or ``pad_token_id``): transformers pads it
+      while the other rows go on, and that padding is not thinking. A finished row leaves
+      the thinking (``state.in_think`` False) and consumes nothing more.
+
+    The state counts what was consumed: a processor never sees the token sampled at the
+    last step. :func:`mta.generation.braking_reports` reads the complete counts off the
+    generated tokens.
 
     Parameters
     ----------
     tables : MarkerTables
         Moved to the scores' device on first use.
     cfg : BrakingConfig
+        Read at every step: it may be replaced (``processor.cfg = ...``, checked then) or its
+        per-row tensors modified between steps.
     in_think : bool or Tensor [B] bool
         Whether rows start inside ``<think>`` (the prompt opened it); rows that do not
         (ThinkFree prompts) pass through untouched.
+    eos_token_id : int or sequence of int, optional
+        The ids that end a row, e.g. ``model.generation_config.eos_token_id``; ``[]`` when
+        rows never end early. Needed inside transformers' ``generate`` with more than one
+        row (a ``ValueError`` says so); a single row is never padded, and
+        :func:`mta.generate` says which rows finished.
+    pad_token_id : int, optional
+        Also ends a row when consumed: transformers feeds it to rows its stopping criteria
+        ended (stop strings too). Give it only if the model never generates it as text.
     """
 
-    def __init__(self, tables: MarkerTables, cfg: BrakingConfig, in_think: bool | torch.Tensor = True):
+    def __init__(self, tables: MarkerTables, cfg: BrakingConfig, in_think: bool | torch.Tensor = True, *,
+                 eos_token_id: int | Sequence[int] | None = None, pad_token_id: int | None = None):
         if not isinstance(tables, MarkerTables):
             raise TypeError(f"tables must be MarkerTables, got {type(tables).__name__}")
-        if not isinstance(cfg, BrakingConfig):
-            raise TypeError(f"cfg must be a BrakingConfig, got {type(cfg).__name__}")
+        if not isinstance(in_think, (bool, torch.Tensor)):
+            raise TypeError(f"in_think must be a bool or a [B] bool tensor, got {type(in_think).__name__}")
         self.tables = tables
         self.cfg = cfg
         self.in_think = in_think
-        self.state: BrakingState | None = None
-        self._width = -1  # input_ids width at the last call
+        self.eos_token_id = _token_ids(eos_token_id, "eos_token_id")
+        self.pad_token_id = None if pad_token_id is None else check_int(pad_token_id, "pad_token_id", lo=0)
+        self._ending = (*(self.eos_token_id or ()), *(() if pad_token_id is None else (self.pad_token_id,)))
+        self.controller: BrakingController | None = None
+        self._history = RowHistory("BrakingLogitsProcessor")
+        self._finished: torch.Tensor | None = None  # [B] bool, inside transformers' generate
+        self._ending_ids: torch.Tensor | None = None  # _ending on the device, None when empty
+
+    @property
+    def cfg(self) -> BrakingConfig:
+        return self._cfg
+
+    @cfg.setter
+    def cfg(self, cfg: BrakingConfig) -> None:
+        self._cfg = check_config(cfg)
+        if getattr(self, "controller", None) is not None:
+            self.controller.cfg = cfg  # checked against the batch now
+
+    @property
+    def state(self) -> BrakingState | None:
+        """The current generation's per-row state (``None`` before the first call)."""
+        return self.controller.state if self.controller is not None else None
 
     def reset(self) -> None:
         """Forget the state: the next call starts a new generation."""
-        self.state = None
-        self._width = -1
+        self.controller = None
+        self._history.reset()
+        self._finished = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         # Two arguments only: transformers' LogitsProcessorList refuses any other parameter.
@@ -75,25 +148,61 @@ class BrakingLogitsProcessor:
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, state: Any = None
     ) -> torch.FloatTensor:
         """``__call__`` with :func:`mta.generate`'s decode ``state`` (which calls this one)."""
-        B, width = scores.shape[0], input_ids.shape[-1]
-        if self.tables.device != scores.device:
-            self.tables = self.tables.to(scores.device)
-        fresh = (
-            self.state is None or self.state.batch_size != B or self.state.device != scores.device
-            or width != self._width + 1 or getattr(state, "step", None) == 0
-        )
-        self._width = width
-        if fresh:
-            self.state = BrakingState.new(B, scores.device, self.in_think)
-            last = None
+        if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+            raise ValueError(f"scores must be a [B, V] tensor, got {getattr(scores, 'shape', type(scores).__name__)}")
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
+            raise ValueError(f"input_ids must be a [B, L] tensor with the B={scores.shape[0]} rows of scores, "
+                             f"got {getattr(input_ids, 'shape', type(input_ids).__name__)}")
+        B, device = scores.shape[0], scores.device
+        if self.tables.device != device:
+            self.tables = self.tables.to(device)
+        if state is not None and hasattr(state, "step"):  # mta.generate: its decode state says it all
+            self._history.reset()
+            if state.step == 0 or self.controller is None:
+                self._start(B, device)
+                last = None
+            else:
+                last = self._unfinished_tokens(input_ids.select(1, -1), getattr(state, "finished", None))
         else:
-            last = input_ids[:, -1]
-            finished = getattr(state, "finished", None)
-            if finished is not None:
-                last = last.masked_fill(finished, -1)
+            last = self._transformers_step(input_ids, B, device)
         if not scores.is_contiguous():
             scores = scores.contiguous()
-        return braking_step(scores, last, self.state, self.tables, self.cfg)
+        return self.controller.step(scores, last)
+
+    def _start(self, B: int, device: torch.device) -> None:
+        self.controller = BrakingController(self.tables, self._cfg, B, device, in_think=self.in_think)
+
+    def _transformers_step(self, input_ids: torch.Tensor, B: int, device: torch.device) -> torch.Tensor | None:
+        """The tokens to consume inside transformers' generate (``None`` at a generation's start)."""
+        added = self._history.advance(input_ids, max_new=1)
+        controller = self.controller
+        if added == 0 or controller is None or controller.batch_size != B or controller.device != device:
+            if self.eos_token_id is None and B > 1:
+                self._history.reset()
+                raise ValueError(
+                    f"BrakingLogitsProcessor called on {B} rows as a transformers LogitsProcessor needs "
+                    "eos_token_id: transformers pads a row that finished while the others go on, and that "
+                    "padding must not count as thinking. Pass eos_token_id=model.generation_config.eos_token_id "
+                    "(and pad_token_id when stop strings end rows), or eos_token_id=[] when rows never end early"
+                )
+            self._start(B, device)
+            self._finished = torch.zeros(B, dtype=torch.bool, device=device)
+            if self._ending_ids is None or self._ending_ids.device != device:
+                self._ending_ids = torch.tensor(self._ending, dtype=torch.int64, device=device) if self._ending else None
+            return None
+        last = input_ids.select(1, -1)
+        if self._ending_ids is not None:
+            self._finished |= torch.isin(last, self._ending_ids)  # its EOS is not consumed either
+        return self._unfinished_tokens(last, self._finished)
+
+    def _unfinished_tokens(self, last: torch.Tensor, finished: torch.Tensor | None) -> torch.Tensor:
+        """``last`` as int64, -1 (nothing to consume) on finished rows, which leave the thinking."""
+        if last.dtype != torch.int64:
+            last = last.long()
+        if finished is None:
+            return last
+        self.controller.state.in_think.masked_fill_(finished, False)  # frozen: no trigger on padding
+        return last.masked_fill(finished, -1)
 
 
 LogitsSource = Callable[..., torch.Tensor]

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from mta.prompts import left_pad
+from mta_kernels.integrations.history import RowHistory
 
 __all__ = ["ModelLogits"]
 
@@ -41,9 +42,12 @@ class ModelLogits:
       unconditional branch, a different system prompt, ...) it reads its own prompt instead,
       followed by the tokens generated so far.
     * Later calls: only the tokens ``input_ids`` gained since the previous call are run.
-      ``input_ids`` must have grown by at least one token, with the same rows; anything else
-      (a new ``generate`` call) is an error — call :meth:`reset` first.
-      :func:`mta.generate` passes its decode state and the source resets itself at step 0.
+      Every row must be the row of the previous call followed by at least one token
+      (compared in full, so the cache never serves another sequence): anything else is an
+      error — a new ``generate`` call (call :meth:`reset` first, whatever its prompt), or
+      rows reordered or rewound by beam search (``num_beams > 1``) or assisted decoding,
+      which are not supported. :func:`mta.generate` passes its decode state instead: the
+      source resets itself at step 0 and trusts the engine's rows (no comparison, no sync).
 
     Positions count real tokens only (``cumsum(mask) - 1``), as transformers' ``generate``
     and :func:`mta.generate` do, so a left-padded row sees the same positions as unpadded.
@@ -111,6 +115,7 @@ class ModelLogits:
         self.model = model
         self.prompt_ids = prompt_ids
         self.attention_mask = attention_mask
+        self._history = RowHistory("ModelLogits")
         self.reset()
 
     def reset(self) -> None:
@@ -119,6 +124,7 @@ class ModelLogits:
         self._seen = 0  # input_ids columns consumed
         self._mask: torch.Tensor | None = None  # [B, cached tokens]
         self._next_position: torch.Tensor | None = None  # [B, 1]
+        self._history.reset()
 
     @property
     def device(self) -> torch.device:
@@ -182,6 +188,15 @@ class ModelLogits:
         if state is not None and getattr(state, "step", None) == 0:
             self.reset()  # mta.generate's first decode step: a new generation
         input_ids = input_ids.to(self.device)
+        if state is None:  # transformers' generate: the rows must be the ones cached, grown
+            added = self._history.advance(input_ids)
+            if self.cache is not None and added == 0:
+                B, W = input_ids.shape
+                what = (f"has {B} rows but the cached sequences have {self._mask.shape[0]}" if B != self._mask.shape[0]
+                        else f"({B} x {W}) does not extend the {B} x {self._seen} tokens already consumed")
+                self.reset()  # the cache is stale: never continue from it
+                raise ValueError(f"ModelLogits: input_ids {what}: a new generation? call reset() "
+                                 "(or MixingLogitsProcessor.reset()) before it")
         if self.cache is None:
             return self._prefill(input_ids, state)
         B, W = input_ids.shape
