@@ -5,6 +5,8 @@
     mta bench [args...]    the benchmark runner (benchmarks/run.py); `mta bench --help`
     mta info               versions, backends, whether the C++ extension loaded
     mta sbt score|build    Self-Braking Tuning: score traces, build SBT-E / SBT-D data
+    mta eval               techniques x data set x model: accuracy, tokens, wall time (resumable)
+    mta sweep              accuracy and tokens over a temperature / top-p / top-k / min-p grid
 
 Every command takes ``--help``.
 """
@@ -167,7 +169,15 @@ def _parser() -> argparse.ArgumentParser:
     from mta.sbt.cli import add_parser as _add_sbt
 
     _add_sbt(sub)
+    _add_eval(sub)
     return parser
+
+
+def _add_eval(sub) -> None:
+    """``mta eval`` and ``mta sweep`` (inference-time techniques, :mod:`mta.eval`)."""
+    from mta.eval.cli import add_parsers
+
+    add_parsers(sub)
 
 
 def _mta_version() -> str:

