@@ -1,7 +1,8 @@
 """The ``mta`` command line.
 
-    mta demo [--quick]     sampling benchmark table, a real decode with SmolLM2-135M, then
-                           SmolLM2 thinking with and without Self-Braking
+    mta demo [--quick]     sampling benchmark table, a real decode with SmolLM2-135M,
+                           SmolLM2 thinking with and without Self-Braking, then a table of
+                           inference-time techniques (accuracy, tokens, time)
     mta bench [args...]    the benchmark runner (benchmarks/run.py); `mta bench --help`
     mta info               versions, backends, whether the C++ extension loaded
     mta sbt score|build    Self-Braking Tuning: score traces, build SBT-E / SBT-D data
@@ -85,6 +86,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         rows = braking_demo.run_demo(device=device, progress=not args.no_progress)
         status = status or (0 if rows else 1)
+    if not args.skip_methods:
+        from mta.eval.demo import run_methods_demo
+
+        print("\n== Inference-time techniques: accuracy, tokens and time per technique (mta eval) ==", flush=True)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        report = run_methods_demo(device=device, progress=not args.no_progress)
+        status = status or (0 if report.rows else 1)
     return status
 
 
@@ -149,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="the quick benchmark grid (about a minute on 2 CPU cores)")
     demo.add_argument("--skip-bench", action="store_true", help="no benchmark table, only the demos")
     demo.add_argument("--skip-braking", action="store_true", help="no Self-Braking decoding demo")
+    demo.add_argument("--skip-methods", action="store_true",
+                      help="no inference-time techniques table (sampling, braking, self-consistency, best-of-N)")
     decode_demo.add_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 

@@ -164,12 +164,9 @@ def generate(
         mixture; ``logits_processors`` and ``braking`` act on ``model``'s logits before
         mixing. See :class:`mta.mixing.Mixing`.
     schedule : mta.generation.sampler.ParamSchedule, optional
-        Per-step parameters inside the fused path (:mod:`mta.inference.schedules`:
-        entropy-adaptive temperature, annealing, per-row switches): each step it turns the
-        step index, the step's logits (after processors and braking) and per-row state into
-        ``[B]`` temperature / top-k / top-p / min-p tensors on the device, starting from the
-        values above, which the same fused sampler call reads; no host sync. The values used
-        are in ``result.extras["schedule"]`` (``[steps, B]`` per parameter). Not with ``mixing``.
+        Per-step ``[B]`` parameters from the step, its logits and per-row state, read by the
+        same fused sampler call, no host sync (:mod:`mta.inference.schedules`); the values
+        used are in ``result.extras["schedule"]``. Not with ``mixing``.
     return_entropy : bool
         Also return the entropy of the model's raw next-token distribution at each token.
     chat_template : bool
