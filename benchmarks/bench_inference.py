@@ -15,21 +15,17 @@ Two measurements, each side by side in one run:
 
 * quick (CPU default): a tiny random Llama (vocab 49152), B = 16, 16 new tokens.
 * full (GPU default): SmolLM2-135M-Instruct (``load_smollm2``; bf16 on GPU), B = 64 for the
-  schedule (the target: < 10 % over fixed parameters), 64 new tokens (32 on the CPU).
+  schedule (the target: < 10 % over fixed parameters), 64 new tokens and 7 timed rounds
+  (16 and 3 on the CPU).
 
-``python benchmarks/bench_inference.py [--quick|--full]`` runs it alone.
+``python benchmarks/run.py --family inference [--quick|--full]`` runs it alone.
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import torch
 from tqdm import tqdm
@@ -44,7 +40,7 @@ SEPARATE = "N × generate(n=1)"
 FIXED = "fixed parameters"
 EDT = "schedule: entropy-adaptive T"
 ANNEAL = "schedule: annealed T"
-SAMPLER_CALLS, SAMPLER_REPEATS = 20, 21  # the sampler-call timing: calls per turn, turns
+SAMPLER_CALLS, SAMPLER_REPEATS = 5, 9  # the sampler-call timing: calls per turn, turns
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ def setups(mode: str, device: torch.device) -> list[Setup]:
     if mode == "quick":
         return [Setup("tiny-llama", 16, 16, 5)]
     model = "smollm2" if _smollm2_installed() else "smollm2-shape"
-    return [Setup(model, 64 if device.type == "cuda" else 32, 64, 7 if device.type == "cuda" else 5)]
+    return [Setup(model, 64, 64, 7) if device.type == "cuda" else Setup(model, 16, 64, 3)]
 
 
 def _sync(device: torch.device) -> None:
@@ -217,18 +213,3 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_const", dest="mode", const="quick")
-    parser.add_argument("--full", action="store_const", dest="mode", const="full")
-    parser.add_argument("--plot", type=Path, help="write the PNG here")
-    args = parser.parse_args()
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    mode = args.mode or ("full" if dev.type == "cuda" else "quick")
-    result_rows = run(dev, mode, harness.copy_bandwidth(dev))
-    print(markdown(result_rows))
-    if args.plot:
-        plot(result_rows, args.plot, f"inference — {harness.device_name(dev)}")

@@ -130,6 +130,8 @@ def test_technique_specs():
     assert make_technique("bon:selector=oracle").selector.name == "oracle"
     assert make_technique("braking:max_thinking_tokens=32").braking.max_thinking_tokens == 32
     assert make_technique("edt:theta=0.3").schedule.theta == 0.3
+    for spec in ("edt", "bon:selector=oracle", "braking", "sc:n=4,vote=weighted"):  # resume compares configs
+        assert json.dumps(make_technique(spec).config()) == json.dumps(make_technique(spec).config())
     with pytest.raises(ValueError, match="unknown technique"):
         make_technique("beam")
     with pytest.raises(ValueError, match="unknown option"):

@@ -24,7 +24,7 @@ __all__ = ["DEMO_PROMPT", "DEMO_TECHNIQUES", "run_methods_demo"]
 DEMO_TECHNIQUES = [
     "greedy",
     "sample",
-    "braking:max_thinking_tokens=32,marker_ratio=0.08,min_thinking_tokens=16,max_steps=3",
+    "braking:max_thinking_tokens=32",
     "sc:n=8",
     "sc:n=8,vote=weighted",
     "bon:n=8,selector=mean_logprob",
@@ -34,7 +34,7 @@ DEMO_TECHNIQUES = [
 DEMO_PROMPT = "{question} Answer with the number only."
 
 
-def run_methods_demo(*, device: str = "cpu", limit: int = 12, max_new_tokens: int = 48, out_dir=None,
+def run_methods_demo(*, device: str = "cpu", limit: int = 12, max_new_tokens: int = 32, out_dir=None,
                      progress: bool = True, model_and_tokenizer=None) -> EvalReport:
     """Evaluate :data:`DEMO_TECHNIQUES` with SmolLM2 on ``limit`` arithmetic problems; print the table."""
     from mta.models import load_smollm2
@@ -52,6 +52,6 @@ def run_methods_demo(*, device: str = "cpu", limit: int = 12, max_new_tokens: in
     print(f"\n{report.markdown()}\n")
     print("sc / bon: 8 samples per problem in one batched generation; weighted: votes weighted by "
           "exp(mean token logprob); bon oracle: the first sample math-verify accepts (pass@8, an upper bound); "
-          "braking: thinking prompt, forced </think> after 32 thinking tokens / marker ratio / 3 steps")
+          "braking: thinking prompt, </think> forced after 32 thinking tokens")
     print(f"records, samples, summary and plot: {out}")
     return report

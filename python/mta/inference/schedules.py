@@ -40,6 +40,15 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(-1)
 
 
+class _Described:
+    """``repr`` from the public attributes, so a schedule's description is stable across
+    processes (the evaluation harness compares technique configs when it resumes)."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
 def _check_param(param: str) -> str:
     if param not in SCHEDULED_PARAMS:
         raise ValueError(f"param must be one of {SCHEDULED_PARAMS}, got {param!r}")
@@ -52,7 +61,7 @@ def _positive(value, name: str) -> float:
     return float(value)
 
 
-class EntropyAdaptiveTemperature:
+class EntropyAdaptiveTemperature(_Described):
     """EDT: per row, ``T = T0 · base^(theta / H)`` from the entropy ``H`` of this step.
 
     Parameters
@@ -96,7 +105,7 @@ class EntropyAdaptiveTemperature:
 _SHAPES = ("linear", "cosine", "exponential")
 
 
-class Annealing:
+class Annealing(_Described):
     """``param`` goes from ``start`` to ``end`` over ``steps`` decode steps, then stays at ``end``.
 
     Parameters
@@ -145,7 +154,7 @@ class Annealing:
         return {self.param: value}
 
 
-class Piecewise:
+class Piecewise(_Described):
     """Per-row values that change at given steps: ``changes[b] = [(step, value), ...]``.
 
     Row ``b`` uses the value of its last change at or before the current step; before its
@@ -205,7 +214,7 @@ class Piecewise:
         return {self.param: torch.where(k, v.to(own.dtype), own)}
 
 
-class SwitchOnToken:
+class SwitchOnToken(_Described):
     """Per row: parameters ``before`` until the row emits one of ``token_ids``, then ``after``.
 
     The switch is per-row state on the device (``ctx.state["switched"]``, [B] bool), set
@@ -257,7 +266,7 @@ class SwitchOnToken:
         return out
 
 
-class Compose:
+class Compose(_Described):
     """Several schedules each step, in order; a later one wins on a parameter both set."""
 
     def __init__(self, *schedules):

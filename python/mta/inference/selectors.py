@@ -60,7 +60,12 @@ def _check(candidates) -> None:
         raise ValueError("candidates must be a non-empty list of Candidate")
 
 
-class SequenceLogprob:
+class _Named:
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SequenceLogprob(_Named):
     """The candidate with the highest sequence logprob (favours short samples)."""
 
     name = "logprob"
@@ -70,7 +75,7 @@ class SequenceLogprob:
         return _argmax([c.logprob for c in candidates])
 
 
-class MeanLogprob:
+class MeanLogprob(_Named):
     """The candidate with the highest mean token logprob (length-normalised)."""
 
     name = "mean_logprob"
@@ -98,6 +103,10 @@ class RewardSelector:
             raise TypeError(f"reward must be callable (question, completion) -> float, got {type(reward).__name__}")
         self.reward = reward
 
+    def __repr__(self) -> str:
+        fn = self.reward
+        return f"RewardSelector({getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)})"
+
     def __call__(self, candidates: Sequence[Candidate], problem: Problem | None = None) -> int:
         _check(candidates)
         question = problem.question if problem is not None else ""
@@ -122,6 +131,9 @@ class OracleVerifier:
     def __init__(self, fallback: Callable | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S):
         self.fallback = fallback
         self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"OracleVerifier(fallback={self.fallback!r})"
 
     def __call__(self, candidates: Sequence[Candidate], problem: Problem | None = None) -> int:
         _check(candidates)

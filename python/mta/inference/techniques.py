@@ -238,7 +238,7 @@ class BestOfN:
         self.name = name or f"bon-{getattr(self.selector, 'name', 'custom')}@{n}"
 
     def config(self) -> dict:
-        return {"technique": "best-of-n", "n": self.n, "selector": getattr(self.selector, "name", repr(self.selector)),
+        return {"technique": "best-of-n", "n": self.n, "selector": repr(self.selector),
                 **asdict(self.decoding)}
 
     def run(self, model, tokenizer, problems, *, seed: int = 0, progress: bool = False) -> list[ItemResult]:
