@@ -7,16 +7,21 @@ Two measurements, each side by side in one run:
   separate ``mta.generate(prompt)`` calls; EOS off, so both produce 16 × ``new tokens``
   tokens. Reported: time per sample and the speed-up of the batched call.
 * ``schedule``: a decode step of ``mta.generate`` at batch B with fixed parameters against
-  the same step with a per-step schedule in the fused path (entropy-adaptive temperature,
-  which reads this step's logits; linear temperature annealing, which does not); per step
-  = the loop's ``decode_s / steps`` (prefill excluded), the variants taking turns. Plus the
-  sampler call alone (``PlainSampler.sample`` vs ``ScheduledSampler.sample`` on random
-  logits), to show the schedule's own cost.
+  the same step with a per-step schedule in the fused path: entropy-adaptive temperature
+  (EDT, reads this step's logits) and a schedule that returns the call's own values every
+  step (the machinery alone: same kernel work as fixed). Per step = the loop's ``decode_s /
+  steps`` (prefill excluded), the variants taking turns. The same three as bare sampler
+  calls on random logits, and EDT's computation alone (entropy + formula), many calls
+  interleaved: on a loaded machine the decode-step rows are noisy at the percent level, so
+  the ``estimate`` row adds the measured extra cost per call (machinery + EDT's computation)
+  to the fixed decode step. EDT also changes the kernel's work (a colder distribution has a
+  smaller nucleus), which the decode-step rows include and the estimate does not.
 
 * quick (CPU default): a tiny random Llama (vocab 49152), B = 16, 16 new tokens.
 * full (GPU default): SmolLM2-135M-Instruct (``load_smollm2``; bf16 on GPU), B = 64 for the
-  schedule (the target: < 10 % over fixed parameters), 64 new tokens and 7 timed rounds
-  (16 and 3 on the CPU).
+  schedule (the target: < 10 % over fixed parameters); 64 new tokens and 7 timed rounds on
+  a GPU; on the CPU 16 new tokens and 3 rounds for self-consistency, 8 tokens and 6 rounds
+  for the decode steps.
 
 ``python benchmarks/run.py --family inference [--quick|--full]`` runs it alone.
 """
@@ -39,25 +44,29 @@ BATCHED = "generate(n=N)"
 SEPARATE = "N × generate(n=1)"
 FIXED = "fixed parameters"
 EDT = "schedule: entropy-adaptive T"
-ANNEAL = "schedule: annealed T"
-SAMPLER_CALLS, SAMPLER_REPEATS = 5, 9  # the sampler-call timing: calls per turn, turns
+SAME = "schedule: own values (machinery)"
+EDT_ONLY = "EDT computation alone"
+ESTIMATE = "estimate: fixed step + EDT extra per call"
+SAMPLER_CALLS, SAMPLER_REPEATS = 5, 15  # the sampler-call timing: calls per turn, turns
 
 
 @dataclass(frozen=True)
 class Setup:
     model: str  # "tiny-llama" | "smollm2" | "smollm2-shape" (bench_generate's loaders)
-    new_tokens: int
+    new_tokens: int  # self-consistency
     batch: int  # rows of the schedule measurement
-    repeats: int
+    repeats: int  # self-consistency rounds
+    step_tokens: int  # schedule: tokens per generate call
+    step_rounds: int  # schedule: rounds (each runs every variant once)
 
 
 def setups(mode: str, device: torch.device) -> list[Setup]:
     from benchmarks.bench_generate import _smollm2_installed
 
     if mode == "quick":
-        return [Setup("tiny-llama", 16, 16, 5)]
+        return [Setup("tiny-llama", 16, 16, 5, 16, 5)]
     model = "smollm2" if _smollm2_installed() else "smollm2-shape"
-    return [Setup(model, 64, 64, 7) if device.type == "cuda" else Setup(model, 16, 64, 3)]
+    return [Setup(model, 64, 64, 7, 64, 7) if device.type == "cuda" else Setup(model, 16, 64, 3, 8, 6)]
 
 
 def _sync(device: torch.device) -> None:
@@ -94,10 +103,15 @@ def _self_consistency(model, setup: Setup, device: torch.device) -> list[dict]:
     return rows
 
 
-def _schedules():
-    from mta.inference.schedules import Annealing, EntropyAdaptiveTemperature
+def _own_values(ctx):
+    """A schedule returning the call's own parameters: the scheduled path's cost alone."""
+    return {"temperature": ctx.base.temperature, "top_p": ctx.base.top_p}
 
-    return {FIXED: None, EDT: EntropyAdaptiveTemperature(0.5, 0.8), ANNEAL: Annealing(1.0, 0.3, 16)}
+
+def _schedules():
+    from mta.inference.schedules import EntropyAdaptiveTemperature
+
+    return {FIXED: None, EDT: EntropyAdaptiveTemperature(0.5, 0.8), SAME: _own_values}
 
 
 def _schedule_steps(model, setup: Setup, device: torch.device) -> list[dict]:
@@ -106,9 +120,9 @@ def _schedule_steps(model, setup: Setup, device: torch.device) -> list[dict]:
 
     prompts = _prompts(setup.batch, model.config.vocab_size, 1)
     per_step: dict[str, list[float]] = {name: [] for name in _schedules()}
-    for repeat in range(setup.repeats + 1):  # the first round warms up
+    for repeat in range(setup.step_rounds + 1):  # the first round warms up
         for name, schedule in _schedules().items():
-            out = mta.generate(model, None, prompts, max_new_tokens=setup.new_tokens, eos_token_id=[], seed=repeat,
+            out = mta.generate(model, None, prompts, max_new_tokens=setup.step_tokens, eos_token_id=[], seed=repeat,
                                progress=False, schedule=schedule, **PARAMS)
             if repeat:
                 per_step[name].append(out.decode_s / out.steps * 1e6)
@@ -119,14 +133,14 @@ def _schedule_steps(model, setup: Setup, device: torch.device) -> list[dict]:
         med = statistics.median(xs)
         rows.append({"case": "schedule (decode step)", "B": setup.batch, "impl": name, "median_us": med,
                      "p20_us": p20, "p80_us": p80, "per": "step", "per_us": med, "vs_baseline": base / med,
-                     "overhead_pct": 100 * (med / base - 1)})
+                     "overhead_pct": 100 * (med / base - 1), "new_tokens": setup.step_tokens})
     return rows
 
 
 def _schedule_sampler(setup: Setup, vocab: int, device: torch.device) -> list[dict]:
     """The sampler call alone at B rows: fixed parameters vs a schedule (µs per call)."""
     from mta.generation.params import sampling_params
-    from mta.generation.sampler import PlainSampler, ScheduledSampler
+    from mta.generation.sampler import PlainSampler, ScheduledSampler, StepContext
 
     B = setup.batch
     params = sampling_params(B, 1, device, temperature=PARAMS["temperature"], top_k=0, top_p=PARAMS["top_p"],
@@ -138,7 +152,9 @@ def _schedule_sampler(setup: Setup, vocab: int, device: torch.device) -> list[di
         if schedule is None:
             samplers[name] = PlainSampler(params, B, device)
         else:
-            samplers[name] = ScheduledSampler(params, B, device, schedule, max_new_tokens=10**6)
+            # every call records its parameters, as in a decode loop
+            samplers[name] = ScheduledSampler(params, B, device, schedule,
+                                              max_new_tokens=SAMPLER_CALLS * (SAMPLER_REPEATS + 1))
 
     def call(s):
         def fn():
@@ -146,12 +162,26 @@ def _schedule_sampler(setup: Setup, vocab: int, device: torch.device) -> list[di
             _sync(device)
         return fn
 
-    timings = harness.time_interleaved({n: call(s) for n, s in samplers.items()}, calls=SAMPLER_CALLS,
-                                       repeats=SAMPLER_REPEATS)
+    edt = samplers[EDT]
+    ctx = StepContext(0, logits, edt.last_tokens, edt.base, edt.rows, {})
+    fns = {name: call(s) for name, s in samplers.items()}
+    fns[EDT_ONLY] = lambda: (edt.schedule(ctx), _sync(device))
+    timings = harness.time_interleaved(fns, calls=SAMPLER_CALLS, repeats=SAMPLER_REPEATS)
     base = timings[FIXED].median_us
     return [{"case": "schedule (sampler call)", "B": B, "impl": name, "median_us": t.median_us, "p20_us": t.p20_us,
              "p80_us": t.p80_us, "per": "call", "per_us": t.median_us, "vs_baseline": base / t.median_us,
              "overhead_pct": 100 * (t.median_us / base - 1)} for name, t in timings.items()]
+
+
+def _estimate(step_rows: list[dict], call_rows: list[dict]) -> dict:
+    """Fixed decode step + (scheduled machinery - plain call) + EDT's computation."""
+    step = next(r for r in step_rows if r["impl"] == FIXED)
+    calls = {r["impl"]: r["median_us"] for r in call_rows}
+    extra = max(calls[SAME] - calls[FIXED], 0.0) + calls[EDT_ONLY]
+    est = step["median_us"] + extra
+    return {"case": "schedule (decode step)", "B": step["B"], "impl": ESTIMATE, "median_us": est, "p20_us": est,
+            "p80_us": est, "per": "step", "per_us": est, "vs_baseline": step["median_us"] / est,
+            "overhead_pct": 100 * extra / step["median_us"], "new_tokens": step["new_tokens"]}
 
 
 def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
@@ -162,13 +192,16 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
     for setup in setups(mode, device):
         model = load(setup.model, device)
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-        steps = tqdm([_self_consistency, _schedule_steps], desc=f"inference {setup.model}", unit="case")
-        for fn in steps:
-            steps.set_postfix_str(fn.__name__.strip("_"))
-            rows += [dict(r, model=setup.model, dtype=dtype, new_tokens=setup.new_tokens, family="inference")
-                     for r in fn(model, setup, device)]
-        rows += [dict(r, model=setup.model, dtype=dtype, new_tokens=0, family="inference")
-                 for r in _schedule_sampler(setup, model.config.vocab_size, device)]
+        tag = dict(model=setup.model, dtype=dtype, family="inference")
+        bar = tqdm(total=3, desc=f"inference {setup.model}", unit="case")
+        sc = [dict(r, new_tokens=setup.new_tokens, **tag) for r in _self_consistency(model, setup, device)]
+        bar.update(1)
+        steps = [dict(r, **tag) for r in _schedule_steps(model, setup, device)]
+        bar.update(1)
+        calls = [dict(r, new_tokens=0, **tag) for r in _schedule_sampler(setup, model.config.vocab_size, device)]
+        bar.update(1)
+        bar.close()
+        rows += sc + steps + [dict(_estimate(steps, calls), **tag)] + calls
         del model
     return rows
 

@@ -89,7 +89,8 @@ class SweepResult:
                     yi = ys.index(p.params[y_key]) if y_key else 0
                     values[yi][xs.index(p.params[x_key])] = getattr(p, metric)
                 ax = grid[row][col]
-                im = ax.imshow(values, cmap=cmap, aspect="auto", origin="lower")
+                scale = {"vmin": 0.0, "vmax": 1.0} if metric == "accuracy" else {}
+                im = ax.imshow(values, cmap=cmap, aspect="auto", origin="lower", **scale)
                 for yi, line in enumerate(values):
                     for xi, v in enumerate(line):
                         if not math.isnan(v):

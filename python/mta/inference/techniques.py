@@ -105,9 +105,11 @@ class Decoding:
             raise ValueError(f"prompt must be a str holding '{{question}}', got {self.prompt!r}")
 
     def prompts(self, problems: Sequence[Problem]) -> list[str]:
+        """The user message of each problem."""
         return [self.prompt.replace("{question}", p.question) for p in problems]
 
     def sampling(self) -> dict:
+        """The four sampling parameters as ``mta.generate`` keywords."""
         return dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p)
 
 
