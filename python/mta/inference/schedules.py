@@ -67,10 +67,9 @@ class EntropyAdaptiveTemperature(_Described):
     Parameters
     ----------
     theta : float
-        > 0. Larger: colder on confident steps. The paper's best settings are around
-        ``theta = 0.1 … 1`` with ``base = 0.8``.
+        > 0. Larger: colder on confident steps (tune it per task; 0.5 is our default).
     base : float
-        In ``(0, 1)``: ``N`` of the paper.
+        In ``(0, 1)``: ``N`` of the paper's formula (default 0.8).
     t0 : float, optional
         The temperature as ``H → ∞``; default: the call's own temperature per row.
     min_temperature, max_temperature : float
