@@ -44,6 +44,7 @@ FAMILIES = {
     "sbt": "benchmarks.bench_sbt",
     "mixing": "benchmarks.bench_mixing",
     "overhead": "benchmarks.bench_overhead",
+    "inference": "benchmarks.bench_inference",
 }
 
 

@@ -1,10 +1,13 @@
 """The ``mta`` command line.
 
-    mta demo [--quick]     sampling benchmark table, a real decode with SmolLM2-135M, then
-                           SmolLM2 thinking with and without Self-Braking
+    mta demo [--quick]     sampling benchmark table, a real decode with SmolLM2-135M,
+                           SmolLM2 thinking with and without Self-Braking, then a table of
+                           inference-time techniques (accuracy, tokens, time)
     mta bench [args...]    the benchmark runner (benchmarks/run.py); `mta bench --help`
     mta info               versions, backends, whether the C++ extension loaded
     mta sbt score|build    Self-Braking Tuning: score traces, build SBT-E / SBT-D data
+    mta eval               techniques x data set x model: accuracy, tokens, wall time (resumable)
+    mta sweep              accuracy and tokens over a temperature / top-p / top-k / min-p grid
 
 Every command takes ``--help``.
 """
@@ -87,6 +90,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         rows = braking_demo.run_demo(device=device, progress=not args.no_progress)
         status = status or (0 if rows else 1)
+    if not args.skip_methods:
+        from mta.eval.demo import run_methods_demo
+
+        print("\n== Inference-time techniques: accuracy, tokens and time per technique (mta eval) ==", flush=True)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        report = run_methods_demo(device=device, progress=not args.no_progress)
+        status = status or (0 if report.rows else 1)
     return status
 
 
@@ -137,6 +147,8 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the quick benchmark grid (about a minute on 2 CPU cores)")
     parser.add_argument("--skip-bench", action="store_true", help="no benchmark table, only the demos")
     parser.add_argument("--skip-braking", action="store_true", help="no Self-Braking decoding demo")
+    parser.add_argument("--skip-methods", action="store_true",
+                        help="no inference-time techniques table (sampling, braking, self-consistency, best-of-N)")
     decode_demo.add_arguments(parser)
 
 
@@ -176,7 +188,15 @@ def _parser() -> argparse.ArgumentParser:
     from mta.sbt.cli import add_parser as _add_sbt
 
     _add_sbt(sub)
+    _add_eval(sub)
     return parser
+
+
+def _add_eval(sub) -> None:
+    """``mta eval`` and ``mta sweep`` (inference-time techniques, :mod:`mta.eval`)."""
+    from mta.eval.cli import add_parsers
+
+    add_parsers(sub)
 
 
 def _mta_version() -> str:

@@ -33,7 +33,7 @@ import torch
 from mta.generation.braking import braking_reports
 from mta.generation.plan import GenerationPlan, LogitsProcessor, make_plan
 from mta.generation.result import GenerationResult
-from mta.generation.sampler import DecodeSampler, PlainSampler, SamplerFactory
+from mta.generation.sampler import DecodeSampler, ParamSchedule, PlainSampler, SamplerFactory, ScheduledSampler
 from mta.generation.stops import StopChecker, trim_text
 from mta.prompts import EncodedPrompts, left_pad
 from mta_kernels.integrations.transformers import BrakingLogitsProcessor
@@ -98,6 +98,7 @@ def generate(
     logits_processors: Sequence[LogitsProcessor] | None = None,
     braking: BrakingLogitsProcessor | None = None,
     mixing: SamplerFactory | None = None,
+    schedule: ParamSchedule | None = None,
     return_entropy: bool = False,
     chat_template: bool = False,
     add_special_tokens: bool | None = None,
@@ -162,6 +163,10 @@ def generate(
         (weights / τ), τ = 0 is greedy on it (top-k 1). Logprobs are under the filtered
         mixture; ``logits_processors`` and ``braking`` act on ``model``'s logits before
         mixing. See :class:`mta.mixing.Mixing`.
+    schedule : mta.generation.sampler.ParamSchedule, optional
+        Per-step ``[B]`` parameters from the step, its logits and per-row state, read by the
+        same fused sampler call, no host sync (:mod:`mta.inference.schedules`); the values
+        used are in ``result.extras["schedule"]``. Not with ``mixing``.
     return_entropy : bool
         Also return the entropy of the model's raw next-token distribution at each token.
     chat_template : bool
@@ -198,7 +203,7 @@ def generate(
         top_p=top_p, min_p=min_p, generator=generator, seed=seed, eos_token_id=eos_token_id, stop=stop,
         stop_check_interval=stop_check_interval, logits_processors=logits_processors, braking=braking,
         mixing=mixing, return_entropy=return_entropy, chat_template=chat_template,
-        add_special_tokens=add_special_tokens, cache=cache, compile=compile, progress=progress,
+        add_special_tokens=add_special_tokens, cache=cache, compile=compile, progress=progress, schedule=schedule,
     )
     sampler = _start_sampler(model, tokenizer, plan)
     if plan.max_new_tokens == 0:
@@ -207,7 +212,10 @@ def generate(
 
 
 def _start_sampler(model, tokenizer, plan: GenerationPlan) -> DecodeSampler:
-    """The plain fused sampler, or the one ``mixing`` starts (which checks its own prompts)."""
+    """The plain fused sampler (scheduled with ``schedule``), or the one ``mixing`` starts
+    (which checks its own prompts)."""
+    if plan.schedule is not None:
+        return ScheduledSampler(plan.params, plan.batch_size, model.device, plan.schedule, plan.max_new_tokens)
     if plan.mixing is None:
         return PlainSampler(plan.params, plan.batch_size, model.device)
     return plan.mixing.start(model, tokenizer, plan.prompt_ids, n=plan.n, params=plan.params,
@@ -322,6 +330,8 @@ def _decode(model, tokenizer, plan: GenerationPlan, sampler: DecodeSampler) -> G
     result = _collect(tokenizer, plan, rows, steps, checker, t1)
     result.prefill_s = prefill_s
     result.extras = {"cache": "static" if use_static else "dynamic", "compiled": bool(plan.compile)}
+    if isinstance(sampler, ScheduledSampler):
+        result.extras["schedule"] = sampler.trace()
     return result
 
 

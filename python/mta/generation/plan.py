@@ -16,7 +16,7 @@ from numbers import Integral
 import torch
 
 from mta.generation.params import SamplingParams, sampling_params
-from mta.generation.sampler import SamplerFactory
+from mta.generation.sampler import ParamSchedule, SamplerFactory
 from mta.prompts import encode_prompts
 from mta_kernels._validation import check_generator, check_int
 from mta_kernels.integrations.transformers import BrakingLogitsProcessor
@@ -43,6 +43,7 @@ class GenerationPlan:
     processors: list[Callable]  # each call(input_ids, logits, state) -> logits
     braking: BrakingLogitsProcessor | None
     mixing: SamplerFactory | None
+    schedule: ParamSchedule | None  # per-step parameters (ScheduledSampler); not with mixing
     return_entropy: bool
     chat_template: bool
     add_special_tokens: bool | None
@@ -195,6 +196,7 @@ def make_plan(
     cache,
     compile,
     progress,
+    schedule=None,
 ) -> GenerationPlan:
     """Check every argument of :func:`mta.generate` and resolve the defaults (see its docstring)."""
     n = check_int(n, "n", lo=1)
@@ -219,6 +221,11 @@ def make_plan(
         generator = torch.Generator(device).manual_seed(check_int(seed, "seed", lo=0))
     if mixing is not None and not isinstance(mixing, SamplerFactory):
         raise TypeError(f"mixing must be a mta.mixing.Mixing (an object with start(...)), got {type(mixing).__name__}")
+    if schedule is not None:
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a ParamSchedule (callable with a StepContext), got {type(schedule).__name__}")
+        if mixing is not None:
+            raise ValueError("schedule= and mixing= cannot be combined: the mixing sampler takes fixed parameters")
 
     vocab_size = getattr(model.config.get_text_config(), "vocab_size", None)
     prompt_ids = encode_prompts(
@@ -243,6 +250,7 @@ def make_plan(
         processors=processors,
         braking=braking,
         mixing=mixing,
+        schedule=schedule,
         return_entropy=return_entropy,
         chat_template=chat_template,
         add_special_tokens=add_special_tokens,
