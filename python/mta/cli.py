@@ -5,6 +5,7 @@
     mta bench [args...]    the benchmark runner (benchmarks/run.py); `mta bench --help`
     mta info               versions, backends, whether the C++ extension loaded
     mta sbt score|build    Self-Braking Tuning: score traces, build SBT-E / SBT-D data
+    mta wsd                Weak-to-Strong Decoding on GSM8K: SmolLM2 drafts, Gemma-3 takes over
 
 Every command takes ``--help``.
 """
@@ -84,6 +85,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rows = braking_demo.run_demo(device=device, progress=not args.no_progress)
         status = status or (0 if rows else 1)
     return status
+
+
+def cmd_wsd(args: argparse.Namespace) -> int:
+    """``mta wsd``: batched Weak-to-Strong Decoding on math problems (``mta.wsd.demo``)."""
+    from mta.wsd import demo
+
+    return demo.run_from_args(args)
 
 
 def _version(dist: str) -> str:
@@ -167,6 +175,16 @@ def _parser() -> argparse.ArgumentParser:
     from mta.sbt.cli import add_parser as _add_sbt
 
     _add_sbt(sub)
+
+    from mta.wsd import demo as _wsd_demo
+
+    wsd = sub.add_parser(
+        "wsd",
+        help="Weak-to-Strong Decoding: SmolLM2 drafts, Gemma-3-270M (or SmolLM2) takes over; accuracy, tokens",
+        description=_wsd_demo.__doc__.split("\n\n")[0].replace("``", ""),
+    )
+    _wsd_demo.add_arguments(wsd)
+    wsd.set_defaults(func=cmd_wsd)
     return parser
 
 
