@@ -194,7 +194,11 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_const", dest="mode", const="quick")
     parser.add_argument("--full", action="store_const", dest="mode", const="full")
     parser.add_argument("--plot", type=Path, help="write the PNG here")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (on a loaded machine 1 avoids stalls in "
+                        "every parallel region while the other thread waits for a core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mode = args.mode or ("full" if dev.type == "cuda" else "quick")
     result_rows = run(dev, mode, harness.copy_bandwidth(dev))

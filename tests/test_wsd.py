@@ -65,6 +65,12 @@ def _encode(tokenizer, prompt, chat_template):
     return tokenizer(prompt)["input_ids"]
 
 
+def _eos(model, tokenizer):
+    eos = model.generation_config.eos_token_id  # what mta.generate ends on, as transformers does
+    eos = tokenizer.eos_token_id if eos is None else eos
+    return eos if isinstance(eos, int) else eos[0]
+
+
 def _hf_greedy(model, ids, max_new_tokens, eos):
     if max_new_tokens == 0:
         return []
@@ -77,7 +83,7 @@ def _hf_greedy(model, ids, max_new_tokens, eos):
 @torch.inference_mode()
 def reference_row(drafter, dtok, base, btok, prompt, base_prompt, *, window, gamma, max_draft, max_new):
     """One prompt, step by step, from the paper's definition (no batching, no shared code)."""
-    draft = _hf_greedy(drafter, _encode(dtok, prompt, True), max_draft, dtok.eos_token_id)
+    draft = _hf_greedy(drafter, _encode(dtok, prompt, True), max_draft, _eos(drafter, dtok))
     draft_text = dtok.decode(draft, skip_special_tokens=True)
     prompt_ids = _encode(btok, base_prompt, False)
     draft_b = btok(draft_text, add_special_tokens=False)["input_ids"]
@@ -89,8 +95,8 @@ def reference_row(drafter, dtok, base, btok, prompt, base_prompt, *, window, gam
         if math.exp(sum(scores[i - window: i]) / window) >= gamma:
             cut, switched = i, True
             break
-    ended = draft[-1:] == [dtok.eos_token_id]
-    cont = _hf_greedy(base, prompt_ids + draft_b[:cut], max_new, btok.eos_token_id) if (switched or not ended) else []
+    ended = draft[-1:] == [_eos(drafter, dtok)]
+    cont = _hf_greedy(base, prompt_ids + draft_b[:cut], max_new, _eos(base, btok)) if (switched or not ended) else []
     return dict(draft=draft, draft_b=draft_b, scores=scores, cut=cut, switched=switched, cont=cont,
                 text=btok.decode(draft_b[:cut] + cont, skip_special_tokens=True))
 
