@@ -344,3 +344,21 @@ def test_handover_helpers(byte_tok):
     assert drafter_tokens_covering(byte_tok, ids, "") == 0
     assert drafter_tokens_covering(byte_tok, ids, "héllo wörld!") == len(ids)
     assert encode_drafts(byte_tok, []) == []
+
+
+@pytest.mark.smollm2
+def test_cli_wsd_runs_end_to_end(tmp_path, capsys):
+    """`mta wsd` on SmolLM2 (as drafter and plain-text base): table, JSONL, plot."""
+    from mta.cli import main
+
+    status = main(["wsd", "--base", "smollm2", "--limit", "2", "--max-draft-tokens", "8", "--max-new-tokens", "4",
+                   "--no-progress", "--out", str(tmp_path)])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "| WSD |" in printed and "switched on" in printed and "as a plain-text base" in printed
+    records = [json.loads(line) for line in (tmp_path / "wsd.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["gsm8k-test-0", "gsm8k-test-1"]
+    assert all(r["draft_tokens"] == 8 and isinstance(r["correct"], bool) for r in records)
+    assert (tmp_path / "wsd.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="--limit must be >= 1"):
+        main(["wsd", "--limit", "0"])

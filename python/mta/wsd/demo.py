@@ -88,7 +88,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 2))
     y = list(range(len(rows)))
     kept = [r["switch_point"] for r in rows]
     ax.barh(y, kept, color="tab:blue", label="kept draft (base tokens)")
@@ -100,8 +100,8 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("tokens of the response (base tokenizer)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    fig.legend(fontsize=7, loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
