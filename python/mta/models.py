@@ -167,12 +167,17 @@ def load_smollm2(device: str | torch.device = "cpu", dtype: torch.dtype = torch.
     --------
     >>> model, tok = load_smollm2()  # doctest: +SKIP
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf = smollm2_gguf_path()
     target = _cached_copy_dir(gguf)
     if not _is_complete(target):
         _dequantise_to(gguf, target)
+    return _load_copy(target, device, dtype)
+
+
+def _load_copy(target: Path, device, dtype):
+    """Model (eval mode, on ``device``) and tokenizer (left padding, a pad token) from a cached copy."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(target)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -247,8 +252,6 @@ def load_gemma3_270m(device: str | torch.device = "cpu", dtype: torch.dtype = to
     --------
     >>> model, tok = load_gemma3_270m()  # doctest: +SKIP
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     package = _gemma3_package()
     target = cache_dir() / f"gemma3-270m-q4km-v{_CACHE_FORMAT}-{package.EXPECTED_SHA256[:12]}"
     if not _is_complete(target):
@@ -260,10 +263,7 @@ def load_gemma3_270m(device: str | torch.device = "cpu", dtype: torch.dtype = to
             gguf.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 gguf.parent.rmdir()
-    tokenizer = AutoTokenizer.from_pretrained(target)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
-    return model.to(device).eval(), tokenizer
+    return _load_copy(target, device, dtype)
 
 
 def byte_level_tokenizer():
