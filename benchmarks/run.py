@@ -45,6 +45,7 @@ FAMILIES = {
     "mixing": "benchmarks.bench_mixing",
     "overhead": "benchmarks.bench_overhead",
     "inference": "benchmarks.bench_inference",
+    "wsd": "benchmarks.bench_wsd",
 }
 
 

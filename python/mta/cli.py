@@ -8,6 +8,7 @@
     mta sbt score|build    Self-Braking Tuning: score traces, build SBT-E / SBT-D data
     mta eval               techniques x data set x model: accuracy, tokens, wall time (resumable)
     mta sweep              accuracy and tokens over a temperature / top-p / top-k / min-p grid
+    mta wsd                Weak-to-Strong Decoding on GSM8K: SmolLM2 drafts, Gemma-3 takes over
 
 Every command takes ``--help``.
 """
@@ -100,6 +101,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_wsd(args: argparse.Namespace) -> int:
+    """``mta wsd``: batched Weak-to-Strong Decoding on math problems (``mta.wsd.demo``)."""
+    from mta.wsd import demo
+
+    return demo.run_from_args(args)
+
+
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -152,6 +160,12 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     decode_demo.add_arguments(parser)
 
 
+def _wsd_arguments(parser: argparse.ArgumentParser) -> None:
+    from mta.wsd import demo
+
+    demo.add_arguments(parser)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mta",
@@ -189,6 +203,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_sbt(sub)
     _add_eval(sub)
+    sub.add_parser(
+        "wsd",
+        help="Weak-to-Strong Decoding: SmolLM2 drafts, Gemma-3-270M (or SmolLM2) takes over; accuracy, tokens",
+        description="Weak-to-Strong Decoding on GSM8K: a small aligned model drafts the opening, "
+        "the base model takes over at the switch point; accuracy and tokens per side.",
+        populate=_wsd_arguments,
+    ).set_defaults(func=cmd_wsd)
     return parser
 
 
