@@ -39,8 +39,9 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns once about 
 DEFAULT_TIMEOUT_S = 5.0
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_PLAIN_NUMBER = re.compile(r"^([-+]?)(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(\.\d+)?(?:/(\d+))?$")
-_FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$")
+# ASCII digits only: "١٨" is no plain number (math-verify decides on it)
+_PLAIN_NUMBER = re.compile(r"^([-+]?)(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(\.\d+)?(?:/(\d+))?$", re.ASCII)
+_FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$", re.ASCII)
 
 
 class AnswerCheckTimeout(TimeoutError):

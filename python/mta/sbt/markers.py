@@ -2,28 +2,36 @@
 
 Matching rule (documented because the paper gives a word list, not an algorithm):
 
-* a marker is the phrase itself, matched case-insensitively at word boundaries
-  (``(?<!\\w)`` / ``(?!\\w)``): "Butter" is not "But", "Hmmm" is not "Hmm" (it is "Hmmm");
-  words of a multi-word marker are separated by spaces or tabs (never a step break), and
-  "double-check" also matches "double check";
-* ``anchor="sentence"`` (default, what the paper's markers are: discourse markers that
-  open a reflection) keeps an occurrence only where a sentence or step starts: at the start
-  of the text or of a line, after ``. ! ? : ;`` or ``…``, skipping opening quotes, brackets
-  and markdown emphasis; and, chained, right after another kept marker and its punctuation
-  ("Hmm, wait, let me check" is three markers; punctuation must separate them, so in
-  "But maybe not" only "But" counts). "so, but" or "it might be" mid-sentence are
-  ordinary words, not overthinking;
-* ``anchor="anywhere"`` keeps every word-boundary occurrence, case-insensitively — what the
-  braking kernel (``mk.MarkerTables.from_tokenizer``) counts online;
+* a marker is the phrase as the paper lists it, its first letter in either case ("Wait",
+  "wait"; not "WAIT"), its words separated by single spaces as written, matched at word
+  boundaries (``(?<!\\w)`` / ``(?!\\w)``): "Butter" is not "But", "Hmmmm" is not "Hmm".
+  These are the variants the braking automaton (``mk.MarkerTables.from_tokenizer``) compiles,
+  so the κ built into training data is the κ the braking controller measures while decoding
+  (a test runs both on the sample traces with the same tokenizer);
+* ``anchor="anywhere"`` (default; the paper's Eq. 2 counts every occurrence) keeps every
+  occurrence, mid-sentence ones included ("But maybe I misread", "let me recheck");
+* ``anchor="sentence"`` (an option) keeps an occurrence only where a sentence or step
+  starts: at the start of the text or of a line, after ``. ! ? : ;`` or ``…``, skipping
+  opening quotes, brackets and markdown emphasis; and, chained, right after another kept
+  marker and its punctuation ("Hmm, wait, let me check" is three markers; punctuation must
+  separate them, so in "But maybe not" only "But" counts);
 * overlapping or nested occurrences ("Let me just double-check" holds "Check") are merged,
-  so a character — and a token — covered twice counts once.
+  so a character -- and a token -- covered twice counts once, as in the braking op.
+
+Where the two sides can still differ: a byte-level BPE may split a longer word so that its
+first token spells a marker (SmolLM2 writes " mightily" as " might" + "ily"): the automaton,
+which sees tokens and cannot look ahead, counts it; the text rule, with its word boundary,
+does not.
 
 Speed: the rule is defined by trying the marker regex at every position of the text
-(:func:`_find_markers_every_position`, kept as the reference). With ``anchor="sentence"`` and
-markers that start with a letter or digit, :func:`find_markers` only tries the positions that
-can pass the rule — after a sentence end (one C-level regex scan), at the start of the text,
-and right after the punctuation that follows a kept marker — which gives the same list,
-``marker_spans`` about 8× faster on 4K-token traces (proof in :func:`_sentence_occurrences`).
+(:func:`_find_markers_every_position`, kept as the reference). :func:`marker_spans` with
+``anchor="anywhere"`` scans once without overlaps when no marker can start inside another
+and end past it (true of the paper's list; checked per marker list, else the reference
+path); with ``anchor="sentence"`` and markers that start with a letter or digit,
+:func:`find_markers` only tries the positions that can pass the rule -- after a sentence
+end (one C-level regex scan), at the start of the text, and right after the punctuation
+that follows a kept marker -- which gives the same list (proof in
+:func:`_sentence_occurrences`).
 """
 
 from __future__ import annotations
@@ -57,9 +65,11 @@ class MarkerMatch(NamedTuple):
 
 
 def _phrase_regex(phrase: str) -> str:
-    words = phrase.split()
-    parts = [re.escape(w).replace(r"\-", "[- ]") for w in words]
-    return r"[ \t]+".join(parts)
+    """The phrase as written, its first letter in either case (``[Ww]ait``)."""
+    first = phrase[0]
+    if first.upper() != first.lower():
+        return f"[{re.escape(first.upper())}{re.escape(first.lower())}]" + re.escape(phrase[1:])
+    return re.escape(phrase)
 
 
 class _Compiled(NamedTuple):
@@ -70,6 +80,8 @@ class _Compiled(NamedTuple):
     # at a position (``at``) or after a sentence end and openers (``sentence``)
     at: re.Pattern | None
     sentence: re.Pattern | None
+    # anywhere, without overlaps (None: a marker can start inside another and end past it)
+    scan: re.Pattern | None
 
 
 _CACHE: dict[tuple[str, ...], _Compiled] = {}
@@ -77,24 +89,48 @@ _CHAIN_CHARS = re.escape(_CHAIN_PUNCT + _OPENERS)
 _OPENER_RUN = re.compile(f"[{re.escape(_OPENERS)}]*")
 
 
+def _first_chars(markers) -> str:
+    """Both cases of every marker's first character, for a quick-reject character class."""
+    return "".join(sorted({re.escape(c) for m in markers for c in (m[0].upper(), m[0].lower())}))
+
+
+def _nested_only(markers) -> bool:
+    """True when no occurrence of one marker can start inside an occurrence of another and end
+    after it: then a left-to-right scan without overlaps finds the same union of spans
+    (occurrences it skips lie inside one it keeps). Compared lower-cased, so conservative:
+    B starting at position p of A needs a non-word character before p, B must begin with
+    A's tail from p, and A's end needs a non-word character after it, B's at that point
+    ("Going back" / "Backtrack" cannot both occur: "back" is followed by "t")."""
+    lower = [m.lower() for m in markers]
+    word = re.compile(r"\w")
+    for a in lower:
+        for p in range(1, len(a)):
+            if word.match(a[p - 1]):
+                continue
+            tail = a[p:]
+            if any(len(b) > len(tail) and b.startswith(tail) and not word.match(b[len(tail)]) for b in lower):
+                return False
+    return True
+
+
 def _compiled(markers: tuple[str, ...]) -> _Compiled:
     hit = _CACHE.get(markers)
     if hit is None:
         alts = sorted(markers, key=len, reverse=True)  # longest first: "Maybe I can consider" over "Maybe"
         body = "|".join(f"(?P<m{i}>{_phrase_regex(m)})" for i, m in enumerate(alts))
+        plain = "|".join(_phrase_regex(m) for m in alts)  # same alternatives, same order
         # the lookahead finds one (the longest) occurrence at every start position, so
         # overlapping occurrences that start at different positions are all seen
-        pat = re.compile(rf"(?<!\w)(?=(?:{body})(?!\w))", re.IGNORECASE)
+        pat = re.compile(rf"(?<!\w)(?=(?:{body})(?!\w))")
+        # the first-character class is only a quick reject before the alternatives
+        firsts = _first_chars(markers)
+        scan = re.compile(rf"(?=[{firsts}])(?<!\w)(?:{plain})(?!\w)") if _nested_only(markers) else None
         at = sentence = None
         if all(m.strip()[0].isalnum() for m in markers):  # see _sentence_occurrences
-            plain = "|".join(_phrase_regex(m) for m in alts)  # same alternatives, same order
             look = rf"(?<!\w)(?=(?P<mk>{plain})(?!\w)(?P<chain>[{_CHAIN_CHARS}]*))"
-            at = re.compile(look, re.IGNORECASE)
-            # the first-character class is only a quick reject before the alternatives
-            firsts = "".join(sorted({re.escape(m.strip()[0]) for m in markers}))
-            sentence = re.compile(rf"[{re.escape(_SENTENCE_END)}][{re.escape(_OPENERS)}]*(?=[{firsts}]){look}",
-                                  re.IGNORECASE)
-        hit = _CACHE[markers] = _Compiled(pat, alts, at, sentence)
+            at = re.compile(look)
+            sentence = re.compile(rf"[{re.escape(_SENTENCE_END)}][{re.escape(_OPENERS)}]*(?=[{firsts}]){look}")
+        hit = _CACHE[markers] = _Compiled(pat, alts, at, sentence, scan)
     return hit
 
 
@@ -207,7 +243,7 @@ def _sentence_occurrences(text: str, c: _Compiled, merge: bool = False) -> list[
 
 
 def find_markers(text: str, *, markers: tuple[str, ...] | list[str] = SBT_MARKERS,
-                 anchor: str = "sentence") -> list[MarkerMatch]:
+                 anchor: str = "anywhere") -> list[MarkerMatch]:
     """Every marker occurrence in ``text`` (see the module docstring for the rule).
 
     Parameters
@@ -244,9 +280,20 @@ def merge_spans(spans) -> list[tuple[int, int]]:
 
 
 def marker_spans(text: str, *, markers: tuple[str, ...] | list[str] = SBT_MARKERS,
-                 anchor: str = "sentence") -> list[tuple[int, int]]:
+                 anchor: str = "anywhere") -> list[tuple[int, int]]:
     """Disjoint character spans covered by at least one marker occurrence, sorted."""
     c = _check_args(text, markers, anchor)
-    if anchor != "sentence" or c.sentence is None:
+    if anchor == "anywhere":
+        if c.scan is None:
+            return merge_spans(_find_markers_every_position(text, c, anchor))
+        out: list[tuple[int, int]] = []
+        for m in c.scan.finditer(text):
+            s, e = m.span()
+            if out and s <= out[-1][1]:  # touching spans merge, as in merge_spans
+                out[-1] = (out[-1][0], max(e, out[-1][1]))
+            else:
+                out.append((s, e))
+        return out
+    if c.sentence is None:
         return merge_spans(_find_markers_every_position(text, c, anchor))
     return _sentence_occurrences(text, c, merge=True)

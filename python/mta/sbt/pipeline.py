@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from mta.sbt.build import build_example, token_mask
+from mta.sbt.build import BUILD_OPTIONS, build_example, check_build_options, token_mask
 from mta.sbt.scoring import score_traces
 from mta.sbt.traces import TraceError
 
@@ -73,11 +73,13 @@ class Summary:
         self.skipped: Counter = Counter()
         self.tokens_before = 0
         self.tokens_after = 0
+        self.rules: Counter = Counter()  # SBT-E / SBT-D: which rule applied, per record written
 
     def table(self, title: str) -> str:
         rows = [("records", self.records), ("written", self.kept),
                 ("already done (resumed)", self.resumed), ("skipped", sum(self.skipped.values()))]
         rows += [(f"  skipped: {r}", c) for r, c in sorted(self.skipped.items())]
+        rows += [(f"  rule: {r}", c) for r, c in sorted(self.rules.items())]
         rows += [("thinking tokens before", self.tokens_before), ("thinking tokens after", self.tokens_after)]
         w = max(len(r[0]) for r in rows)
         lines = [title, "-" * (w + 12)] + [f"{k:<{w}}  {v:>10}" for k, v in rows]
@@ -101,7 +103,7 @@ def _score_batch(recs: list, tokenizer, opts: dict) -> list:
     """``_one(rec, "score", …)`` for many records, one tokenizer call: ``(out, before, after)``
     or the TraceError, per record."""
     results: list = [None] * len(recs)
-    where, traces, golds = [], [], []
+    where, traces, golds, problems = [], [], [], []
     for i, rec in enumerate(recs):
         try:
             trace, gold = _trace_and_gold(rec)
@@ -111,8 +113,10 @@ def _score_batch(recs: list, tokenizer, opts: dict) -> list:
         where.append(i)
         traces.append(trace)
         golds.append(gold)
-    scores = score_traces(traces, golds, tokenizer, beta=opts.get("beta", 0.1),
-                          anchor=opts.get("anchor", "sentence"), errors="return")
+        problem = rec.get("problem", rec.get("question"))
+        problems.append(problem if isinstance(problem, str) else None)
+    scores = score_traces(traces, golds, tokenizer, beta=opts.get("beta", 0.1), problems=problems,
+                          anchor=opts.get("anchor", "anywhere"), judge=opts.get("judge"), errors="return")
     for i, s in zip(where, scores):
         results[i] = s if isinstance(s, TraceError) else ({"id": None, **s.to_dict()}, s.thinking_tokens,
                                                            s.thinking_tokens)
@@ -125,8 +129,8 @@ def _one(rec, mode: str, tokenizer, opts: dict) -> tuple[dict, int, int]:
     problem = _field(rec, "problem", "question")
     if not isinstance(problem, str) or not problem.strip():
         raise TraceError("malformed record", "empty problem")
-    ex = build_example(trace, gold, mode, tokenizer, masked_steps=opts.get("masked_steps", 2),
-                       anchor=opts.get("anchor", "sentence"))
+    ex = build_example(trace, gold, mode, tokenizer, problem=problem,
+                       **{k: v for k, v in opts.items() if k in BUILD_OPTIONS})
     ids, mask = token_mask(tokenizer, ex.content, ex.masked_spans)
     out = {
         "id": None,
@@ -136,7 +140,8 @@ def _one(rec, mode: str, tokenizer, opts: dict) -> tuple[dict, int, int]:
         "token_mask": mask,
         "sbt": {"method": mode, "braked": ex.braked, "steps_total": ex.steps_total,
                 "steps_kept": ex.steps_kept, "steps_masked": ex.steps_masked,
-                "first_correct_step": ex.first_correct_step,
+                "first_correct_step": ex.first_correct_step, "second_correct_step": ex.second_correct_step,
+                "rule": ex.rule, "overthink_score": round(ex.overthink_score, 6),
                 "thinking_tokens_before": ex.thinking_tokens_before,
                 "thinking_tokens_after": ex.thinking_tokens_after},
     }
@@ -156,6 +161,8 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
         raise FileNotFoundError(f"IN: no such file: {inp}")
     if out is None and mode != "score":
         raise ValueError("OUT: an output path is required to build data")
+    if mode != "score":
+        check_build_options(mode, **{k: v for k, v in opts.items() if k in BUILD_OPTIONS})
     summary = Summary()
     done: set[str] = set()
     fo = fs = None
@@ -188,6 +195,8 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
             record, before, after = res
             record["id"] = rid
             summary.kept += 1
+            if "sbt" in record:
+                summary.rules[record["sbt"]["rule"]] += 1
             summary.tokens_before += before
             summary.tokens_after += after
             if fo is not None:
