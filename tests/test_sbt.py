@@ -322,23 +322,25 @@ def test_marker_fast_path_equals_every_position_rule():
     # custom markers starting with punctuation take the every-position path
     assert find_markers("ok. (aside) and (aside)", markers=["(aside)"], anchor="sentence") == [
         mk.MarkerMatch(4, 11, "(aside)")]
-    # markers where one can start inside another and end past it: no one-pass scan
-    assert mk._compiled(("Hold on", "on second thought")).scan is None
+    # overlapping markers of a custom list: one starts inside another and ends past it
     assert marker_spans("Hold on second thought.", markers=["Hold on", "on second thought"]) == [(0, 22)]
+    assert marker_spans("Let me check.", markers=["Let me", "me check"]) == [(0, 12)]
 
 
 NUMBER_PIECES = ["18", "180", "1,800", "18.0", "018", "36/2", "36 / 2", "\\frac{36}{2}", "\\dfrac{-36}{2}", "-18",
                  "16-18", "x18", "1.18", "0", "0.5", ".5", "1/2", "2.25", "9/4", "١٨", "٣", " ", "\n\n", ".", ",", "$",
                  "=", " = ", "a", "(", ")", "7", "1,000", "1000", "0,018", "3", "-3", "\\frac{1}{3}", "2/6", "/",
                  "frac", "\n", " is ", "so ", " gives ", "The answer is ", "\\boxed{", "}", "eighteen", "half", "?",
-                 " or ", " stands", " dollars", "there are ", "2^{", "4!", "*", " + ", "Thus ", " x ", ": "]
+                 " or ", " stands", " dollars", "there are ", "*", " + ", "Thus ", " x ", ": ",
+                 "1,8000", "12,345,6789", "36 / 2", "+18", "\u221218", "18%", "\\$18", "$18", "1", "8", "000"]
 
 
 def test_answer_scan_equals_checking_every_step():
     """The scan only skips steps that cannot reach the gold: the same steps as reading the
     conclusions of every step."""
     rng = random.Random(1)
-    golds = ["18", "-18", "1,000", "0.5", "2.25", "0", "3", "-3", "\\frac{1}{3}", "7", "1000", "24", "16"]
+    golds = ["18", "-18", "1,000", "0.5", "2.25", "0", "3", "-3", "\\frac{1}{3}", "7", "1000", "24", "16", "1", "12345",
+             "1800", "8000"]
     checkers = [AnswerChecker(g) for g in golds] + [AnswerChecker("18", "She has 18 apples and 3 pears.")]
     for _ in range(1500):
         text = _random_text(rng, NUMBER_PIECES, 25).strip() or "x"

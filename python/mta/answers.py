@@ -108,6 +108,13 @@ def parse_number(text: str) -> Fraction | None:
     >>> parse_number("$1,234.50"), parse_number(".5"), parse_number("\\\\frac{-3}{4}"), parse_number("2^{10}")
     (Fraction(2469, 2), Fraction(1, 2), Fraction(-3, 4), None)
     """
+    if text.isascii() and text.isdigit():  # the common case, without the regexes
+        return Fraction(int(text))
+    return _parse_number(text) if len(text) <= 256 else _parse_number.__wrapped__(text)
+
+
+@lru_cache(maxsize=65536)
+def _parse_number(text: str) -> Fraction | None:
     t = text.strip().strip("$").strip().rstrip(".").strip()
     t = re.sub(r"^\\boxed\{(.*)\}$", r"\1", t).replace("\\!", "").replace("\\$", "").replace(" ", "")
     t = re.sub(r"(\\%|%)$", "", t).replace("\\$", "").lstrip("$").replace("\u2212", "-")  # U+2212 minus sign

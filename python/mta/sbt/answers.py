@@ -16,9 +16,11 @@ Every math-verify call is bounded in time (:func:`mta.answers.answers_match`); o
 overruns makes the trace a :class:`TraceError` with reason "answer check timed out".
 
 Speed: for a gold with a rational value one scan of the whole thinking finds the steps that
-can hold an equal candidate -- the gold's digits, a fraction, the gold in words, or a closed
-form (``\\``, ``^``, ``!``) -- and only those steps' conclusions are read
-(:meth:`AnswerChecker.correct_steps`); every scan is linear in the thinking's length.
+can hold an equal candidate -- the gold's digits or a fraction (a regex), a closed form
+(``\\``, ``^``, ``!``) or the gold in words (``str.find``); of those, the steps that pass a
+cheap pre-check (a plain number with the gold's absolute value, a closed form, the gold in
+words) have their conclusions read (:meth:`AnswerChecker.correct_steps`). Every scan is
+linear in the thinking's length.
 """
 
 from __future__ import annotations
@@ -26,15 +28,21 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from fractions import Fraction
+from functools import lru_cache
 
 from mta.answers import DEFAULT_TIMEOUT_S, AnswerCheckTimeout, answers_match, exact_value, parse_number
-from mta.sbt.conclusions import conclusions
+from mta.sbt.conclusions import keep, raw_conclusions
 from mta.sbt.number_words import NUMBER_WORDS, scan_word, word_value
 from mta.sbt.traces import TraceError
 
 __all__ = ["AnswerChecker", "literal", "problem_literals"]
 
 _CLOSED_FORM = re.compile(r"[\\^!]")
+# For the per-step pre-check: from every start of a digit run (or of ".5"), the plain number
+# read from there in a candidate's grammar (thousands commas only as full groups, a decimal
+# part, "/ d"; conclusions.candidate_at). A candidate never starts inside a digit run.
+_RUN = re.compile(r"\.?[0-9]+")
+_PLAIN_TOKEN = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3}(?![0-9]))+|[0-9]+|(?=\.[0-9]))(?:\.[0-9]+)?(?:[ \t]*/[ \t]*[0-9]+)?")
 # a plain number as a problem statement writes it
 _PROBLEM_NUMBER = re.compile(
     r"\\[dt]?frac\{\s*-?\d+\s*\}\{\s*\d+\s*\}"
@@ -78,29 +86,46 @@ def _decimal_digits(value: Fraction) -> str | None:
 
 
 def _gold_scan(value: Fraction) -> re.Pattern:
-    """A regex hitting every step that can hold a candidate equal to ``value``.
+    """A regex hitting every step that can hold a plain-number candidate equal to ``value``.
 
-    A plain-number candidate equal to it (parse_number's forms) starts with (a) the gold's
-    integer digits (commas allowed between them) and fraction digits, after a character
-    outside ``[\\w.]``; or (b) a "0" there (leading zeros: "018"), or (c) a "." there when the
-    integer part is 0 (".5"); or is (d) a fraction "a/b" or "\\frac{a}{b}". A number in words
-    contains :func:`~mta.sbt.number_words.scan_word`; a closed form contains ``\\``, ``^`` or
-    ``!``. Every alternative starts with a literal and checks what is before it with a
-    lookbehind, so the scan keeps the regex engine's fast first-character skip.
+    Such a candidate (parse_number's forms, read by ``conclusions.candidate_at``) is either a
+    fraction "a / b" (a hit on "/"; ``\\frac{a}{b}`` holds a backslash, see
+    :meth:`AnswerChecker.correct_steps`) or a decimal: after a character outside ``[\\w.]``,
+    optional leading zeros (and commas), the gold's integer digits (commas allowed between
+    them; "." alone when the integer part is 0) and fraction digits, then no more significant
+    digits: no digit, no thousands group ",ddd", no "." followed by non-zero digits. Every
+    alternative starts with a literal and checks what is before it with a lookbehind, so the
+    scan keeps the regex engine's fast first-character skip.
     """
-    alts = [r"/(?<=[\d\s]/)\s*\d", r"[\\^!]"]
+    alts = [r"/(?<=[\d\s]/)\s*\d"]
     digits = _decimal_digits(value)
     if digits is not None:
         whole, _, frac = digits.partition(".")
-        alts.insert(0, f"{whole[0]}(?<![\\w.]{whole[0]})" + "".join(",?" + d for d in whole[1:])
-                    + (re.escape("." + frac) if frac else ""))
-        alts.insert(1, r"0(?<![\w.]0)")
-        if whole == "0":
-            alts.insert(2, r"\.(?<![\w.]\.)\d")
-    word = scan_word(value)
-    if word is not None:
-        alts.append(f"(?i:{word})")
+        if frac:
+            tail = re.escape("." + frac) + r"(?!0*[1-9])"
+        else:
+            tail = r"(?![0-9])(?!,[0-9]{3}(?![0-9]))(?!\.0*[1-9])"
+        body = "".join(",?" + d for d in whole[1:]) + tail
+        if whole != "0":
+            alts.append(f"{whole[0]}(?<![\\w.]{whole[0]})" + body)
+            alts.append(r"0(?<![\w.]0)[0,]*" + whole[0] + body)
+        else:
+            alts.append(r"0(?<![\w.]0)[0,]*" + tail)
+            if frac:
+                alts.append(r"\.(?<![\w.]\.)" + re.escape(frac) + r"(?!0*[1-9])")
     return re.compile("|".join(alts))
+
+
+@lru_cache(maxsize=65536)
+def _unsigned_form(token: str) -> str | Fraction | None:
+    """A plain token's absolute value, cheaply: a decimal as its shortest string ("0018.50" ->
+    "18.5", as :func:`_decimal_digits`), a fraction "a / b" as a Fraction (None if b is 0)."""
+    if "/" in token:
+        value = parse_number(token)
+        return None if value is None else abs(value)
+    whole, _, frac = token.replace(",", "").partition(".")
+    frac = frac.rstrip("0")
+    return (whole.lstrip("0") or "0") + ("." + frac if frac else "")
 
 
 class AnswerChecker:
@@ -140,6 +165,11 @@ class AnswerChecker:
             raise TraceError("answer check timed out", f"gold {self.gold[:80]!r}: {exc}") from None
         self._given = problem_literals(problem)
         self._scan = _gold_scan(self.value) if self.value is not None else None
+        if self.value is not None:
+            word = scan_word(self.value)
+            self._abs = abs(self.value)
+            self._digits = _decimal_digits(self.value)  # None when no decimal equals it (1/3)
+            self._words = tuple(word.split("|")) if word is not None else ()
 
     def matches(self, candidate: str) -> bool:
         """Whether ``candidate`` (a conclusion's text) equals the gold (module docstring)."""
@@ -158,9 +188,21 @@ class AnswerChecker:
 
     def step_reaches(self, text: str, start: int = 0, end: int | None = None) -> bool:
         """Whether the step ``text[start:end]`` has a conclusion equal to the gold."""
-        for c in conclusions(text, start, end):
+        end = len(text) if end is None else end
+        for c in raw_conclusions(text, start, end):  # the filters last: most candidates do not match
             candidate = text[c.start:c.end]
-            if (c.strong or literal(candidate) not in self._given) and self.matches(candidate):
+            if (self.matches(candidate) and keep(text, c, start, end)
+                    and (c.strong or literal(candidate) not in self._given)):
+                return True
+        return False
+
+    def _number_may_reach(self, text: str, start: int, end: int) -> bool:
+        """A cheap pre-check for a step with no closed form and not the gold in words: False
+        only when no plain number of the candidates' grammar has the gold's absolute value."""
+        token_at, digits, value = _PLAIN_TOKEN.match, self._digits, self._abs
+        for run in _RUN.finditer(text, start, end):
+            form = _unsigned_form(token_at(text, run.start(), end).group(0))
+            if form == digits if isinstance(form, str) else form == value:
                 return True
         return False
 
@@ -176,18 +218,37 @@ class AnswerChecker:
                     if limit is not None and len(out) >= limit:
                         break
             return out
-        scan = self._scan.search
+        # Hits: the number scan, and (str.find, C-level) the closed-form characters and the
+        # gold in words (in the lower-cased text); each source keeps its next hit. A step hit
+        # only by the number scan is read when a plain number in it has the gold's value.
+        low = text.lower() if self._words else None
+        if low is not None and len(low) != len(text):
+            low = None
+        sources = [lambda p: (m.start() if (m := self._scan.search(text, p)) else -1)]
+        sources += [lambda p, c=c: text.find(c, p) for c in "\\^!"]
+        if low is not None:
+            sources += [lambda p, w=w: low.find(w, p) for w in self._words]
+        elif self._words:  # lower case changed the length: the regex, case-insensitively
+            words = re.compile("|".join(self._words), re.IGNORECASE)
+            sources.append(lambda p: (m.start() if (m := words.search(text, p)) else -1))
+        nxt = [-2] * len(sources)
         ends = [e for _, e in steps]
         pos, n = 0, len(steps)
         while True:
-            m = scan(text, pos)
-            if m is None:
+            hit = -1
+            for k, source in enumerate(sources):
+                if -1 < nxt[k] < pos or nxt[k] == -2:
+                    nxt[k] = source(pos)
+                if nxt[k] >= 0 and (hit < 0 or nxt[k] < hit):
+                    hit = nxt[k]
+            if hit < 0:
                 break
-            i = bisect_right(ends, m.start())  # the step holding the hit (hits between steps: the next)
+            i = bisect_right(ends, hit)  # the step holding the hit (hits between steps: the next)
             if i >= n:
                 break
             s, e = steps[i]
-            if self.step_reaches(text, s, e):
+            special = any(-1 < x < e for x in nxt[1:])  # a closed form or the gold in words
+            if (special or self._number_may_reach(text, s, e)) and self.step_reaches(text, s, e):
                 out.append(i)
                 if limit is not None and len(out) >= limit:
                     break

@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 from mta.sbt.number_words import NUMBER_WORDS
 
-__all__ = ["Conclusion", "MAX_CANDIDATE", "STRONG_KINDS", "conclusions"]
+__all__ = ["Conclusion", "MAX_CANDIDATE", "STRONG_KINDS", "candidate_at", "raw_conclusions", "keep", "step_conclusions"]
 
 MAX_CANDIDATE = 200          # characters a candidate may span
 STRONG_KINDS = frozenset({"boxed", "stated", "equality", "therefore"})
@@ -58,22 +58,27 @@ class Conclusion(NamedTuple):
         return self.kind in STRONG_KINDS
 
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_STATED = re.compile(
-    r"(?<![\w'’])answer(?:[ \t]+(?:is|was|would[ \t]+be|should[ \t]+be|will[ \t]+be|must[ \t]+be)[ \t]*:?"
-    r"|[ \t]*(?:is[ \t]*)?[:=])|####", re.IGNORECASE)
-_EQUALS = re.compile(r"(?<![<>!=:])=(?![=>])|≡|\\equiv(?![a-zA-Z])")
-_RESULT = re.compile(
-    r"(?<![\w'’\\])(?P<be>is|are|was|were)(?![\w'’])"
-    r"|(?<![\w'’\\])(?:equals?|equal[ \t]+to|gives?|gave|giving|gets?|got|getting|makes?|made|yields?|produces?"
-    r"|totals?|total[ \t]+of|in[ \t]+total|comes?[ \t]+(?:out[ \t]+)?to|works?[ \t]+out[ \t]+to|adds?[ \t]+up[ \t]+to"
-    r"|becomes?|leaves|leaving|(?:it|that|what)['’]s|be)(?![\w'’])"
-    r"|→|⇒|=>|->|\\to(?![a-zA-Z])|\\Rightarrow(?![a-zA-Z])|\\implies(?![a-zA-Z])", re.IGNORECASE)
 _THERE = re.compile(r"there[ \t]*$", re.IGNORECASE)            # "there is / are ...": a fact, not a result
+# Every cue in one pass; word cues share one left boundary, and a first-character class
+# lets the regex engine skip most positions. Overlapping cues: the first alternative wins
+# ("answer is" is stated; its "is" is not read again as a result word).
+_CUES = re.compile(
+    r"(?=[=≡\\→⇒#\-aAbBcCeEgGhHiImMpPsStTwWyYlL])(?:"
+    r"(?P<boxed>\\(?:boxed|fbox)\s*\{)"
+    r"|(?P<eq>=(?<![<>!=:]=)(?![=>])|≡|\\equiv(?![a-zA-Z]))"
+    r"|(?P<arrow>→|⇒|=>|->|\\to(?![a-zA-Z])|\\Rightarrow(?![a-zA-Z])|\\implies(?![a-zA-Z]))"
+    r"|(?P<hashes>####)"
+    r"|(?<![\w'’\\])(?:"
+    r"(?P<stated>answer(?:[ \t]+(?:is|was|would[ \t]+be|should[ \t]+be|will[ \t]+be|must[ \t]+be)[ \t]*:?"
+    r"|[ \t]*(?:is[ \t]*)?[:=]))"
+    r"|(?P<verdict>stands|holds|checks[ \t]+out|(?:is|was)[ \t]+(?:consistent|correct|right|confirmed|verified"
+    r"|the[ \t]+(?:final[ \t]+|correct[ \t]+)?answer))(?![\w'’])"
+    r"|(?P<therefore>so|thus|hence|therefore|altogether|in[ \t]+total|(?:which|that|this)[ \t]+means)(?![\w'’])"
+    r"|(?P<be>is|are|was|were)(?![\w'’])"
+    r"|(?P<result>equals?|equal[ \t]+to|gives?|gave|giving|gets?|got|getting|makes?|made|yields?|produces?"
+    r"|totals?|total[ \t]+of|comes?[ \t]+(?:out[ \t]+)?to|works?[ \t]+out[ \t]+to|adds?[ \t]+up[ \t]+to"
+    r"|becomes?|leaves|leaving|(?:it|that|what)['’]s|be)(?![\w'’])))", re.IGNORECASE)
 _FILLER = re.compile(r"[ \t]*(?::[ \t]*)?(?:(?:exactly|just|only|now|still|also|then|indeed|a[ \t]+total[ \t]+of)[ \t]+)?")
-_VERDICT = re.compile(
-    r"(?<![\w'’])(?:stands|holds|checks[ \t]+out|(?:is|was)[ \t]+(?:consistent|correct|right|confirmed|verified"
-    r"|the[ \t]+(?:final[ \t]+|correct[ \t]+)?answer))(?![\w'’])", re.IGNORECASE)
 # After a result's candidate: at most three words (a unit), then the end of the clause.
 _CLAUSE_END = re.compile(
     r"(?:\$|\\\)|\\\])?(?:[ \t]+[^\W\d_][\w'’/-]*){0,3}[ \t]*"
@@ -84,9 +89,8 @@ _RELATIONS = frozenset(("approx", "neq", "ne", "le", "ge", "leq", "geq", "lt", "
                         "equiv", "sim", "quad", "qquad", "text{or}", "iff", "mid"))
 _OPERATORS = "+-−*/^×·÷_"
 _DIGITS = "0123456789"  # ASCII only, as mta.answers.parse_number
+_NUMBER_CHARS = _DIGITS + ".,"
 # a clause that draws a conclusion: its last value, when it ends the clause, is one
-_THEREFORE = re.compile(r"(?<![\w'’])(?:so|thus|hence|therefore|altogether|in[ \t]+total|(?:which|that|this)[ \t]+means)"
-                        r"(?![\w'’])", re.IGNORECASE)
 _CLAUSE_STOP = re.compile(r"[;!?\n]|\.(?!\d)|,[ \t]+(?:and|but|so|since|because|which)(?![\w'’])")
 _VALUE_START = re.compile(r"(?<![\w.,\\])(?:[-−]?\$?(?=\.?[0-9])|\$?\\(?=[a-zA-Z])|\$(?=[^$]))")
 _WORDS_BEFORE = re.compile(r"(?<![\w'’-])[A-Za-z][A-Za-z -]{0,40}$")
@@ -94,8 +98,6 @@ _QUESTION_AFTER = re.compile(r"(?:[^.!?\n]|\.(?=\d))*\?")
 _OR_AFTER = re.compile(r"(?:\$|\\\))?[ \t]*,?[ \t]+or(?![\w'’])", re.IGNORECASE)
 _OR_WORD = re.compile(r"(?<![\w'’])or(?![\w'’])", re.IGNORECASE)
 _CLOSED = re.compile(r"[\\^!]")
-# the left-hand side of a chain is a lone plain number ("$4 = 2^2"): ends right before the "="
-_PLAIN_LHS = re.compile(r"(?:^|(?<=[\s$(,:]))[-−]?[0-9][0-9,]*(?:\.[0-9]+)?[ \t]*\$?[ \t]*$")
 
 
 def _group_end(text: str, i: int, limit: int) -> int:
@@ -241,11 +243,9 @@ def _last_value(text: str, i: int, stop: int) -> tuple[int, int] | None:
         if span is not None:
             last, pos = span, span[1]
     words = None
-    for words in NUMBER_WORDS.finditer(text, i, stop):
+    for words in NUMBER_WORDS.finditer(text, pos, stop):  # only after the last expression
         pass
-    if words is not None and (last is None or words.start() >= last[1]):
-        last = words.span()
-    return last
+    return words.span() if words is not None else last
 
 
 def _is_alternative(text: str, span: tuple[int, int], start: int, end: int) -> bool:
@@ -263,77 +263,92 @@ def _in_question(text: str, pos: int, end: int) -> bool:
 
 def _lone_number_before(text: str, pos: int, start: int) -> bool:
     """Whether the left-hand side ending at ``pos`` (an "=") is one plain number ("$4 = ...")
-    rather than an expression ending with one ("2 + 1 = ...")."""
-    m = _PLAIN_LHS.search(text, max(start, pos - 64), pos)
-    if m is None:
-        return False
-    j = m.start()
+    rather than an expression ending with one ("2 + 1 = ...") or no number ("x = ...")."""
+    j = pos
     while j > start and text[j - 1] in " \t$":
         j -= 1
-    return j == start or text[j - 1] not in _OPERATORS + ")}]"
+    k = j
+    while k > start and j - k < 64 and text[k - 1] in _NUMBER_CHARS:
+        k -= 1
+    if k == j or not any(c in _DIGITS for c in text[k:j]):
+        return False
+    while k < j and text[k] in ",.":  # the value starts with a digit (or a sign)
+        k += 1
+    if k > start and text[k - 1] in "-−":
+        k -= 1
+    while k > start and text[k - 1] in " \t$":
+        k -= 1
+    return k == start or text[k - 1] not in _OPERATORS + _DIGITS + ")}]"
 
 
-def conclusions(text: str, start: int = 0, end: int | None = None) -> list[Conclusion]:
-    """The conclusions of the step ``text[start:end]`` (see the module docstring), in no
-    particular order; candidate spans are positions in ``text``."""
-    end = len(text) if end is None else end
-    out: list[Conclusion] = []
-    for m in _BOXED.finditer(text, start, end):
-        close = _group_end(text, m.end() - 1, min(end, m.end() + MAX_CANDIDATE))
-        if close > m.end() and text[close - 1] == "}":
-            out.append(Conclusion(m.end(), close - 1, "boxed"))
+def raw_conclusions(text: str, start: int, end: int) -> list[Conclusion]:
+    """Conclusions before the filters of :func:`keep` (``equality-link``: a chain's inner value)."""
     found: list[Conclusion] = []
-    for m in _STATED.finditer(text, start, end):
-        span = _value_at(text, m.end(), end)
-        if span is not None:
-            found.append(Conclusion(*span, "stated"))
     chain_rewrites = False  # the chain this "=" continues rewrites a plain number
-    for m in _EQUALS.finditer(text, start, end):
-        span = candidate_at(text, m.end(), end)
-        if span is None:
-            continue
-        if not (found and found[-1].kind == "equality-link" and found[-1].end <= m.start()
-                and not text[found[-1].end:m.start()].strip(" \t$")):
-            chain_rewrites = _lone_number_before(text, m.start(), start)
-        if _followed_by_equals(text, span[1], end):
-            found.append(Conclusion(*span, "equality-link"))
-        elif not (chain_rewrites and _CLOSED.search(text, span[0], span[1])):
-            found.append(Conclusion(*span, "equality"))
-    for m in _RESULT.finditer(text, start, end):
-        if m.group("be") and _THERE.search(text, max(start, m.start() - 12), m.start()):
-            continue
-        f = _FILLER.match(text, m.end(), end)
-        span = _value_at(text, f.end(), end)
-        if span is not None and _CLAUSE_END.match(text, span[1], end):
-            found.append(Conclusion(*span, "result"))
-    done = start  # clauses already read: a clause with several openers is read once
-    for m in _THEREFORE.finditer(text, start, end):
-        if m.start() < done:
-            continue
-        stop_m = _CLAUSE_STOP.search(text, m.end(), min(end, m.end() + MAX_CANDIDATE))
-        stop = stop_m.start() if stop_m else min(end, m.end() + MAX_CANDIDATE)
-        done = stop
-        span = _last_value(text, m.end(), stop)
-        if span is not None and _CLAUSE_END.match(text, span[1], end):
-            found.append(Conclusion(*span, "therefore"))
-    for m in _VERDICT.finditer(text, start, end):
-        j = m.start()
-        while j > start and text[j - 1] in " \t":
-            j -= 1
-        k, floor = j, max(start, j - 64)
-        while k > floor and _VERDICT_BEFORE.match(text[k - 1]):
-            k -= 1
-        if k < j and any(c in _DIGITS for c in text[k:j]) and (k == start or not text[k - 1].isalnum()):
-            found.append(Conclusion(k, j, "verdict"))
-            continue
-        w = _WORDS_BEFORE.search(text, max(start, j - 40), j)
-        if w is not None:
-            words = NUMBER_WORDS.search(w.group(0))
-            if words is not None and words.end() == len(w.group(0)):
-                found.append(Conclusion(w.start() + words.start(), j, "verdict"))
-    for c in found:
-        if c.kind == "equality-link" or _in_question(text, c.end, end) or (
-                c.kind != "stated" and _is_alternative(text, (c.start, c.end), start, end)):
-            continue
-        out.append(c)
-    return out
+    done = start            # clauses already read by a "so ..." opener
+    for m in _CUES.finditer(text, start, end):
+        kind = m.lastgroup
+        if kind == "boxed":
+            close = _group_end(text, m.end() - 1, min(end, m.end() + MAX_CANDIDATE))
+            if close > m.end() and text[close - 1] == "}":
+                found.append(Conclusion(m.end(), close - 1, "boxed"))
+        elif kind in ("stated", "hashes"):
+            span = _value_at(text, m.end(), end)
+            if span is not None:
+                found.append(Conclusion(*span, "stated"))
+        elif kind == "eq":
+            span = candidate_at(text, m.end(), end)
+            if span is None:
+                continue
+            if not (found and found[-1].kind == "equality-link" and found[-1].end <= m.start()
+                    and not text[found[-1].end:m.start()].strip(" \t$")):
+                chain_rewrites = _lone_number_before(text, m.start(), start)
+            if _followed_by_equals(text, span[1], end):
+                found.append(Conclusion(*span, "equality-link"))
+            elif not (chain_rewrites and _CLOSED.search(text, span[0], span[1])):
+                found.append(Conclusion(*span, "equality"))
+        elif kind == "therefore":
+            if m.start() < done:
+                continue
+            stop_m = _CLAUSE_STOP.search(text, m.end(), min(end, m.end() + MAX_CANDIDATE))
+            stop = done = stop_m.start() if stop_m else min(end, m.end() + MAX_CANDIDATE)
+            span = _last_value(text, m.end(), stop)
+            if span is not None and _CLAUSE_END.match(text, span[1], end):
+                found.append(Conclusion(*span, "therefore"))
+        elif kind == "verdict":
+            j = m.start()
+            while j > start and text[j - 1] in " \t":
+                j -= 1
+            k, floor = j, max(start, j - 64)
+            while k > floor and _VERDICT_BEFORE.match(text[k - 1]):
+                k -= 1
+            if k < j and any(c in _DIGITS for c in text[k:j]) and (k == start or not text[k - 1].isalnum()):
+                found.append(Conclusion(k, j, "verdict"))
+                continue
+            w = _WORDS_BEFORE.search(text, max(start, j - 40), j)
+            if w is not None:
+                words = NUMBER_WORDS.search(w.group(0))
+                if words is not None and words.end() == len(w.group(0)):
+                    found.append(Conclusion(w.start() + words.start(), j, "verdict"))
+        else:  # be, result, arrow: a result word
+            if kind == "be" and _THERE.search(text, max(start, m.start() - 12), m.start()):
+                continue
+            f = _FILLER.match(text, m.end(), end)
+            span = _value_at(text, f.end(), end)
+            if span is not None and _CLAUSE_END.match(text, span[1], end):
+                found.append(Conclusion(*span, "result"))
+    return found
+
+
+def keep(text: str, c: Conclusion, start: int, end: int) -> bool:
+    """The filters every conclusion passes: not a chain's inner value, not in a question, not
+    one of alternatives (a stated answer may list them)."""
+    return not (c.kind == "equality-link" or _in_question(text, c.end, end)
+                or (c.kind != "stated" and _is_alternative(text, (c.start, c.end), start, end)))
+
+
+def step_conclusions(text: str, start: int = 0, end: int | None = None) -> list[Conclusion]:
+    """The conclusions of the step ``text[start:end]`` (see the module docstring), in text
+    order of their cues; candidate spans are positions in ``text``."""
+    end = len(text) if end is None else end
+    return [c for c in raw_conclusions(text, start, end) if keep(text, c, start, end)]

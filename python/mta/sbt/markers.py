@@ -25,9 +25,9 @@ does not.
 
 Speed: the rule is defined by trying the marker regex at every position of the text
 (:func:`_find_markers_every_position`, kept as the reference). :func:`marker_spans` with
-``anchor="anywhere"`` scans once without overlaps when no marker can start inside another
-and end past it (true of the paper's list; checked per marker list, else the reference
-path); with ``anchor="sentence"`` and markers that start with a letter or digit,
+``anchor="anywhere"`` finds each variant's first word with ``str.find`` (a C search) and
+checks the variants there (:func:`_anywhere_spans`); with ``anchor="sentence"`` and markers
+that start with a letter or digit,
 :func:`find_markers` only tries the positions that can pass the rule -- after a sentence
 end (one C-level regex scan), at the start of the text, and right after the punctuation
 that follows a kept marker -- which gives the same list (proof in
@@ -37,6 +37,7 @@ that follows a kept marker -- which gives the same list (proof in
 from __future__ import annotations
 
 import heapq
+import os
 import re
 from typing import NamedTuple
 
@@ -80,8 +81,10 @@ class _Compiled(NamedTuple):
     # at a position (``at``) or after a sentence end and openers (``sentence``)
     at: re.Pattern | None
     sentence: re.Pattern | None
-    # anywhere, without overlaps (None: a marker can start inside another and end past it)
-    scan: re.Pattern | None
+    # anywhere: per lower-cased first word, the lower-cased markers starting with it, longest
+    # first, and each lower-cased marker as listed
+    heads: tuple[tuple[str, tuple[str, ...]], ...]
+    spellings: dict[str, frozenset]   # lower-cased marker -> its spellings (first letter in either case)
 
 
 _CACHE: dict[tuple[str, ...], _Compiled] = {}
@@ -94,23 +97,27 @@ def _first_chars(markers) -> str:
     return "".join(sorted({re.escape(c) for m in markers for c in (m[0].upper(), m[0].lower())}))
 
 
-def _nested_only(markers) -> bool:
-    """True when no occurrence of one marker can start inside an occurrence of another and end
-    after it: then a left-to-right scan without overlaps finds the same union of spans
-    (occurrences it skips lie inside one it keeps). Compared lower-cased, so conservative:
-    B starting at position p of A needs a non-word character before p, B must begin with
-    A's tail from p, and A's end needs a non-word character after it, B's at that point
-    ("Going back" / "Backtrack" cannot both occur: "back" is followed by "t")."""
-    lower = [m.lower() for m in markers]
-    word = re.compile(r"\w")
-    for a in lower:
-        for p in range(1, len(a)):
-            if word.match(a[p - 1]):
-                continue
-            tail = a[p:]
-            if any(len(b) > len(tail) and b.startswith(tail) and not word.match(b[len(tail)]) for b in lower):
-                return False
-    return True
+def _heads(markers) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The scan of :func:`_anywhere_spans`: lower-cased markers grouped by first word, each
+    group searched by the longest prefix its markers share ("let me " for the four "Let me
+    ..." markers, "hmm" for "Hmm" and "Hmmm"), with the group's markers longest first."""
+    groups: dict[str, set[str]] = {}
+    for m in markers:
+        low = m.lower()
+        groups.setdefault(low.split(" ")[0], set()).add(low)
+    merged: dict[str, set[str]] = {}
+    for word in sorted(groups, key=len):  # a first word that extends a shorter one joins it ("hmmm")
+        base = next((w for w in merged if word.startswith(w)), word)
+        merged.setdefault(base, set()).update(groups[word])
+    return tuple((os.path.commonprefix(sorted(vs)), tuple(sorted(vs, key=len, reverse=True)))
+                 for _, vs in sorted(merged.items()))
+
+
+def _spellings(markers) -> dict[str, frozenset]:
+    out: dict[str, frozenset] = {}
+    for m in markers:
+        out[m.lower()] = out.get(m.lower(), frozenset()) | {m[0].upper() + m[1:], m[0].lower() + m[1:]}
+    return out
 
 
 def _compiled(markers: tuple[str, ...]) -> _Compiled:
@@ -124,13 +131,12 @@ def _compiled(markers: tuple[str, ...]) -> _Compiled:
         pat = re.compile(rf"(?<!\w)(?=(?:{body})(?!\w))")
         # the first-character class is only a quick reject before the alternatives
         firsts = _first_chars(markers)
-        scan = re.compile(rf"(?=[{firsts}])(?<!\w)(?:{plain})(?!\w)") if _nested_only(markers) else None
         at = sentence = None
         if all(m.strip()[0].isalnum() for m in markers):  # see _sentence_occurrences
             look = rf"(?<!\w)(?=(?P<mk>{plain})(?!\w)(?P<chain>[{_CHAIN_CHARS}]*))"
             at = re.compile(look)
             sentence = re.compile(rf"[{re.escape(_SENTENCE_END)}][{re.escape(_OPENERS)}]*(?=[{firsts}]){look}")
-        hit = _CACHE[markers] = _Compiled(pat, alts, at, sentence, scan)
+        hit = _CACHE[markers] = _Compiled(pat, alts, at, sentence, _heads(markers), _spellings(markers))
     return hit
 
 
@@ -279,21 +285,45 @@ def merge_spans(spans) -> list[tuple[int, int]]:
     return [(s, e) for s, e in merged]
 
 
+def _anywhere_spans(text: str, c: _Compiled) -> list[tuple[int, int]]:
+    """``anchor="anywhere"`` without trying every position: in the lower-cased text,
+    ``str.find`` (a C search) for each marker's first word, then the markers starting with
+    it, longest first; an occurrence counts when the original text has the marker as listed
+    (first letter in either case) between word boundaries (``\\w`` is ``str.isalnum`` or "_").
+    Every occurrence is found -- the longest at each start -- so the union is the reference's."""
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer ("İ"): positions would shift
+        return merge_spans(_find_markers_every_position(text, c, "anywhere"))
+    found: list[tuple[int, int]] = []
+    n, find = len(text), low.find
+    for head, variants in c.heads:
+        i = find(head)
+        while i >= 0:
+            if i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_"):
+                for v in variants:
+                    e = i + len(v)
+                    if (low.startswith(v, i) and (e == n or not (text[e].isalnum() or text[e] == "_"))
+                            and text[i:e] in c.spellings[v]):
+                        found.append((i, e))
+                        break
+            i = find(head, i + 1)
+    found.sort()
+    out: list[tuple[int, int]] = []
+    for s, e in found:
+        if out and s <= out[-1][1]:  # touching spans merge, as in merge_spans
+            if e > out[-1][1]:
+                out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
 def marker_spans(text: str, *, markers: tuple[str, ...] | list[str] = SBT_MARKERS,
                  anchor: str = "anywhere") -> list[tuple[int, int]]:
     """Disjoint character spans covered by at least one marker occurrence, sorted."""
     c = _check_args(text, markers, anchor)
     if anchor == "anywhere":
-        if c.scan is None:
-            return merge_spans(_find_markers_every_position(text, c, anchor))
-        out: list[tuple[int, int]] = []
-        for m in c.scan.finditer(text):
-            s, e = m.span()
-            if out and s <= out[-1][1]:  # touching spans merge, as in merge_spans
-                out[-1] = (out[-1][0], max(e, out[-1][1]))
-            else:
-                out.append((s, e))
-        return out
+        return _anywhere_spans(text, c)
     if c.sentence is None:
         return merge_spans(_find_markers_every_position(text, c, anchor))
     return _sentence_occurrences(text, c, merge=True)
