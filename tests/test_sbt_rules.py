@@ -242,3 +242,60 @@ def test_power_tower_record_is_skipped_as_answer_check_timed_out(tok, tmp_path):
     assert [(s["id"], s["reason"]) for s in skipped] == [("tower", "answer check timed out")]
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["fine"]
     assert summary.rules
+
+
+# --------------------------------------------------------------------------- the LLM judge
+def test_llm_judge_reply_parsing_and_majority():
+    from mta.sbt.llm_judge import parse_reply, vote
+
+    assert parse_reply("FIRST: 3\nSECOND: 5", 6) == (3, 5)
+    assert parse_reply("first: step 2, second: none", 6) == (2, None)
+    assert parse_reply("FIRST: none\nSECOND: 4", 6) == (None, None)
+    assert parse_reply("FIRST: 9", 6) is None and parse_reply("I think step 3.", 6) is None
+    assert parse_reply("FIRST: 4\nSECOND: 2", 6) == (4, None)  # a second not after the first is dropped
+    assert vote([(3, 5), (3, 4), (2, 5), (3, 5)]) == (3, 5)
+    assert vote([(2, 5), (3, 5), None, None]) == (2, 5)     # a tie: the earlier step
+    assert vote([(None, None), (None, None), (4, 6)]) == (None, None)
+    with pytest.raises(TraceError, match="no usable answer"):
+        vote([None, None, None, None])
+
+
+def test_llm_judge_protocol_with_a_scripted_model(monkeypatch, tok):
+    """The paper's protocol: the question, numbered steps and gold in one chat prompt, 4
+    samples from one generate call, the majority as the judge's answer, used by the builder."""
+    import mta
+    from mta.sbt import LLMJudge
+
+    calls = []
+
+    def scripted_generate(model, tokenizer, prompts, **kw):
+        calls.append((prompts, kw))
+        replies = ["FIRST: 2\nSECOND: 3", "FIRST: 2\nSECOND: 3", "FIRST: 1\nSECOND: 3", "no idea"]
+        return type("Out", (), {"texts": replies[:kw["n"]]})()
+
+    monkeypatch.setattr(mta, "generate", scripted_generate)
+    judge = LLMJudge(object(), tok)
+    steps = ["We need 9 * 2.", "9 * 2 = 18.", "Wait, 9 * 2 is 18 indeed.", "Done."]
+    assert judge("How much? 9 eggs at $2.", steps, "18") == [1, 2]
+    (prompts, kw), = calls
+    assert kw["n"] == 4 and kw["chat_template"] and kw["temperature"] > 0
+    content = prompts[0][0]["content"]
+    assert "9 eggs at $2" in content and "Reference answer: 18" in content
+    assert "Step 2: 9 * 2 = 18." in content and "Step 4: Done." in content
+    trace = "<think>\n" + "\n\n".join(steps) + "\n</think>\n\n18"
+    ex = build_example(trace, "18", "sbt-e", tok, problem="How much?", judge=judge, tau1=0.0)
+    assert (ex.first_correct_step, ex.second_correct_step, ex.rule) == (2, 3, RULE_CUT)
+    with pytest.raises(ValueError, match="samples"):
+        LLMJudge(object(), tok, samples=0)
+
+
+def test_llm_judge_runs_a_real_generate_on_a_tiny_random_model(tok):
+    """End to end through mta.generate: 4 replies; a random model's replies are unusable,
+    which skips the trace with its reason rather than guessing."""
+    from mta.models import tiny_random_model
+    from mta.sbt import LLMJudge
+
+    judge = LLMJudge(tiny_random_model("llama", vocab_size=len(tok), seed=0), tok, max_new_tokens=6)
+    with pytest.raises(TraceError, match="no usable answer"):
+        judge("What is 2 + 2?", ["2 + 2 = 4."], "4")
+    assert len(judge.last_replies) == 4

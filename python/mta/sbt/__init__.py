@@ -22,6 +22,7 @@ from mta.sbt.build import (D_PHRASE, E_PHRASE, RULE_BELOW_TAU1, RULE_CUT, RULE_N
                            build_example, build_sbt_d, build_sbt_e, token_mask)
 from mta.sbt.conclusions import Conclusion, step_conclusions
 from mta.sbt.judge import Judge, RuleJudge
+from mta.sbt.llm_judge import LLMJudge
 from mta.sbt.markers import SBT_MARKERS, find_markers, marker_spans, merge_spans
 from mta.sbt.pipeline import Summary, load_tokenizer, run_jsonl, skipped_path
 from mta.sbt.reference import score_trace_reference
@@ -33,7 +34,7 @@ SAMPLE_TRACES = Path(__file__).parent / "data" / "sample_traces.jsonl"
 
 __all__ = [
     "SBT_MARKERS", "find_markers", "marker_spans", "merge_spans", "BETA", "TAU1", "TAU2",
-    "AnswerChecker", "Conclusion", "step_conclusions", "Judge", "RuleJudge", "Trace", "TraceError", "TraceScore",
+    "AnswerChecker", "Conclusion", "step_conclusions", "Judge", "RuleJudge", "LLMJudge", "Trace", "TraceError", "TraceScore",
     "split_steps", "split_trace", "score_trace", "score_traces", "score_trace_reference", "token_offsets",
     "batch_token_offsets", "E_PHRASE", "D_PHRASE", "RULE_BELOW_TAU1", "RULE_CUT", "RULE_NO_SECOND",
     "RULE_NOTHING_AFTER", "Example", "build_example", "build_sbt_e", "build_sbt_d", "token_mask",
