@@ -132,19 +132,64 @@ def long_traces(tok, n: int, target_tokens: int = TARGET_TOKENS) -> list[tuple[s
 
 
 def _clear_caches() -> None:
-    from mta.sbt import answers
+    import mta.answers
+    from mta.sbt import judge
 
-    answers._mv_parse.cache_clear()
-    answers._mv_verify.cache_clear()
+    mta.answers.clear_caches()
+    judge.DEFAULT_JUDGE._checkers.clear()
 
 
 def _mv_calls(traces, golds, offsets) -> int:
     """math-verify parses the fast path makes on these traces with cold caches."""
-    from mta.sbt import answers, score_traces
+    import mta.answers
+    from mta.sbt import score_traces
 
     _clear_caches()
     score_traces(traces, golds, offsets=offsets)
-    return answers._mv_parse.cache_info().misses
+    return mta.answers._parse.cache_info().misses
+
+
+def judge_accuracy(judge=None) -> dict:
+    """The judge's agreement with the hand labels (``mta/sbt/data/labelled_traces.txt``):
+    the share of traces whose first (and second) correct step it finds as labelled."""
+    from mta.sbt.judge import RuleJudge
+    from mta.sbt.labelled import load_labelled
+
+    judge = RuleJudge() if judge is None else judge
+    traces = load_labelled()
+    first = second = 0
+    for t in traces:
+        got = judge(t.problem, t.steps, t.gold)
+        first += (got[0] + 1 if got else None) == t.first_correct_step
+        second += (got[1] + 1 if len(got) > 1 else None) == t.second_correct_step
+    return {"family": "sbt", "op": "judge accuracy", "judge": type(judge).__name__, "traces": len(traces),
+            "first_correct": first / len(traces), "second_correct": second / len(traces)}
+
+
+def adversarial_rows(tok, sizes_mb=(0.5, 1.0, 2.0)) -> list[dict]:
+    """Scoring one long adversarial step (signed numbers "-1 +2 -3 ..." with "=" and markers,
+    no answer) per size: seconds and MB/s, which stay flat when scoring is linear."""
+    import time
+
+    from mta.sbt import batch_token_offsets, score_traces, split_trace
+
+    rows = []
+    for mb in sizes_mb:
+        parts, n, k = [], 0, 0
+        while n < mb * 2**20:
+            piece = f"{'-' if k % 2 else '+'}{k % 997} = -{k % 13}, wait " if k % 50 == 0 else f"-{k % 997} +{k} "
+            parts.append(piece)
+            n += len(piece)
+            k += 1
+        trace = "<think>\nSo " + "".join(parts) + "\n</think>\n\n7"
+        offsets = batch_token_offsets(tok, [split_trace(trace).thinking])
+        _clear_caches()
+        t0 = time.perf_counter()
+        score_traces([trace], ["123456789"], offsets=offsets)
+        dt = time.perf_counter() - t0
+        rows.append({"family": "sbt", "op": "adversarial", "MB": len(trace) / 2**20, "seconds": dt,
+                     "MB_per_s": len(trace) / 2**20 / dt})
+    return rows
 
 
 def implementations(tok, traces, golds, offsets, pools: dict):
@@ -249,11 +294,31 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
     finally:
         for ex in pools.values():
             ex.shutdown()
+    rows.append(judge_accuracy())
+    rows += adversarial_rows(tok, (0.5, 1.0, 2.0) if mode == "full" else (0.5, 2.0))
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    """The rows as a markdown table, one line per (B, implementation)."""
+    """The rows as markdown tables: scoring per (B, implementation), the judge's accuracy on
+    the labelled traces, the long adversarial step."""
+    judge = [r for r in rows if r["op"] == "judge accuracy"]
+    adv = [r for r in rows if r["op"] == "adversarial"]
+    rows = [r for r in rows if r["op"] == "score"]
+    extra = ""
+    if judge:
+        extra += "\n\n" + harness.markdown_table(judge, [
+            ("judge", lambda r: r["judge"]), ("labelled traces", lambda r: str(r["traces"])),
+            ("first correct step right", lambda r: f"{100 * r['first_correct']:.1f}%"),
+            ("second correct step right", lambda r: f"{100 * r['second_correct']:.1f}%")])
+    if adv:
+        extra += "\n\n" + harness.markdown_table(adv, [
+            ("adversarial step (signed numbers)", lambda r: f"{r['MB']:.2f} MB"),
+            ("seconds", lambda r: f"{r['seconds']:.2f}"), ("MB/s", lambda r: f"{r['MB_per_s']:.2f}")])
+    return _score_table(rows) + extra
+
+
+def _score_table(rows: list[dict]) -> str:
     return harness.markdown_table(rows, [
         ("B", lambda r: str(r["B"])),
         ("tokens/trace", lambda r: f"{r['mean_tokens']:.0f}"),
@@ -276,7 +341,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     panels: dict[int, list[dict]] = {}
-    for row in rows:
+    for row in (r for r in rows if r["op"] == "score"):
         panels.setdefault(row["B"], []).append(row)
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     for ax, (B, panel) in zip(axes.flat, panels.items()):

@@ -106,3 +106,66 @@ def test_user_jsonl_names_the_bad_line(tmp_path):
     assert load_jsonl(path, limit=1)[0].answer == "2"
     with pytest.raises(ValueError, match="unknown data set"):
         load_dataset("gsm9k")
+
+
+# --- bounded math-verify, LaTeX-mode values (issue 14 items 3 and 6) ---------------------------
+
+def test_power_tower_on_the_main_thread_times_out_instead_of_saying_false():
+    """math-verify's own alarm turns a timeout into False; ours raises, so callers can count it."""
+    import time
+
+    from mta.answers import exact_value
+
+    for check in (lambda: answers_match("9^{9^{9^{9}}}", "1", timeout_s=0.3),
+                  lambda: exact_value("9^{9^{9^{9}}}", timeout_s=0.3)):
+        start = time.monotonic()
+        with pytest.raises(AnswerCheckTimeout):
+            check()
+        assert time.monotonic() - start < 5
+    assert answers_match("x^2 + 1", "1 + x^2")  # the timer is gone: later checks work
+
+
+def test_a_timer_set_by_the_caller_survives_a_check():
+    import signal
+
+    fired = []
+    old = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30.0)
+        assert answers_match("x + x", "2x")
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 25.0 < left <= 30.0 and not fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize(
+    "answer,value",
+    [("2^{10}", 1024), ("4!", 24), ("-5", -5), ("\\frac{3}{6}", 0.5), ("\\sqrt{4}", 2), ("3^{-1}", "1/3"),
+     ("1,000", 1000), (".5", 0.5), ("\u22125", -5), ("2x+3", None), ("\\sqrt{2}", None), ("\\pi", None), ("", None)],
+)
+def test_exact_value_reads_latex_mode(answer, value):
+    from fractions import Fraction
+
+    from mta.answers import exact_value
+
+    assert exact_value(answer) == (None if value is None else Fraction(value))
+
+
+def test_golds_without_backslash_are_expressions_not_their_first_number():
+    assert answers_match("2^{10}", "1024") and not answers_match("2^{10}", "2")
+    assert answers_match("4!", "24") and not answers_match("4!", "4")
+    assert answers_match("2x+3", "3 + 2x") and not answers_match("2x+3", "2")
+    from mta.answers import latex_text
+
+    assert latex_text("2^{10}") == "$2^{10}$" and latex_text("$x$") == "$x$" and latex_text("$18") == "$\\$18$"
+
+
+def test_exact_value_bad_input():
+    from mta.answers import exact_value
+
+    with pytest.raises(TypeError, match="answer must be a str"):
+        exact_value(5)
+    with pytest.raises(ValueError, match="timeout_s"):
+        exact_value("x", timeout_s=-1)

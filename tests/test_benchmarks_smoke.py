@@ -23,7 +23,9 @@ def test_sbt_family(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_sbt, "TARGET_TOKENS", 600)
     monkeypatch.setattr(bench_sbt, "BUDGET_S", 0.05)
     result = run.main(["--family", "sbt", "--quick", "--out", str(tmp_path)])
-    rows = result["rows"]
+    rows = [r for r in result["rows"] if r["op"] == "score"]
+    judge, = (r for r in result["rows"] if r["op"] == "judge accuracy")
+    assert judge["first_correct"] >= 0.95 and {r["op"] for r in result["rows"]} >= {"adversarial"}
     assert {(r["impl"], r["input"]) for r in rows} >= {
         (bench_sbt.BASELINE, "tokenizer"), ("score_trace", "tokenizer"), ("score_traces", "tokenizer"),
         (bench_sbt.BASELINE, "offsets"), ("score_traces", "offset arrays"), ("score_traces, 2 procs", "offset arrays")}

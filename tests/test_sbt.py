@@ -43,27 +43,34 @@ def test_split_steps_and_trace():
 
 def test_markers_word_boundaries_multiword_overlap():
     assert find_markers("Butter is good. Checking. Hmmmm.") == []
+    # anywhere (the default, Eq. 2): mid-sentence markers count
     ms = find_markers("Hmm, wait, let me check. But maybe not.\n\nMaybe I should consider x.")
+    assert [m.marker for m in ms] == ["Hmm", "Wait", "Let me check", "Check", "But", "Maybe", "Maybe I should consider"]
+    assert [m.marker for m in find_markers("it might be so, but no")] == ["Might", "But"]
+    # the sentence-anchored mode stays as an option
+    ms = find_markers("Hmm, wait, let me check. But maybe not.\n\nMaybe I should consider x.", anchor="sentence")
     assert [m.marker for m in ms] == ["Hmm", "Wait", "Let me check", "But", "Maybe I should consider"]
-    # mid-sentence words only count with anchor="anywhere"
-    assert find_markers("it might be so, but no") == []
-    assert [m.marker for m in find_markers("it might be so, but no", anchor="anywhere")] == ["Might", "But"]
+    assert find_markers("it might be so, but no", anchor="sentence") == []
+    # the paper's phrases as listed, first letter in either case (the braking automaton's variants)
+    assert find_markers("WAIT. Hold   on. double check. hmm") == [mk.MarkerMatch(24, 29, "Check"),
+                                                            mk.MarkerMatch(31, 34, "Hmm")]
     # nested occurrences are merged: covered once
     text = "Let me just double-check."
-    assert len(find_markers(text, anchor="anywhere")) == 2
-    assert marker_spans(text, anchor="anywhere") == [(0, 24)]
-    assert [m.marker for m in find_markers("Hold   on. Going back")] == ["Hold on", "Going back"]
+    assert len(find_markers(text)) == 2
+    assert marker_spans(text) == [(0, 24)]
+    assert [m.marker for m in find_markers("Hold on. Going back", anchor="sentence")] == ["Hold on", "Going back"]
     with pytest.raises(ValueError, match="anchor"):
         find_markers("x", anchor="nowhere")
 
 
 def test_answer_checker():
     c = AnswerChecker("18")
-    assert c.contains_answer("so 9 * 2 = $18.") and c.contains_answer("that is 18.00 dollars")
-    assert not c.contains_answer("16 - 3 - 4 = 9") and not c.contains_answer("180 or 1,800")
+    assert c.step_reaches("so 9 * 2 = $18.") and c.step_reaches("that is 18.00 dollars.")
+    assert not c.step_reaches("16 - 3 - 4 = 9") and not c.step_reaches("so it is 180 or 1,800.")
+    assert not c.step_reaches("for 18 chickens: 3 * 18 = 54 cups.")  # an operand
     h = AnswerChecker("\\frac{1}{2}")
-    assert h.contains_answer("That gives 1/2.") and h.contains_answer("= 0.5") and h.contains_answer("\\frac{2}{4}")
-    assert AnswerChecker("1,000").contains_answer("a total of 1000 apples")
+    assert h.step_reaches("That gives 1/2.") and h.step_reaches("= 0.5") and h.step_reaches("x = \\frac{2}{4}")
+    assert AnswerChecker("1,000").step_reaches("a total of 500 + 500 = 1000 apples")
     with pytest.raises(TraceError, match="no gold"):
         AnswerChecker("  ")
 
@@ -92,7 +99,7 @@ def test_score_hand_checked(tok):
 def test_build_golden(tok, path):
     g = json.loads(path.read_text())
     r = _records()[g["id"]]
-    ex = build_example(r["trace"], r["gold"], g["method"], tok)
+    ex = build_example(r["trace"], r["gold"], g["method"], tok, problem=r["problem"])
     assert ex.content == g["content"]
     assert [list(s) for s in ex.masked_spans] == g["masked_spans"]
     assert (ex.braked, ex.steps_kept, ex.steps_masked, ex.first_correct_step) == (
@@ -179,7 +186,7 @@ import random  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mta.sbt import batch_token_offsets, score_trace_reference, score_traces  # noqa: E402
-from mta.sbt import answers, tokens  # noqa: E402
+from mta.sbt import tokens  # noqa: E402
 from mta.sbt import markers as mk  # noqa: E402
 
 
@@ -214,7 +221,7 @@ EDGE_CASES = [
     ("<think>\n7*6 is 48.\n\nWait, 48.\n</think>\n\n48", "42"),            # never correct
     ("<think>\nNo numbers here at all.\n\nHmm.\n</think>\n\nx", "5"),        # no number, never correct
     ("<think>\n“Wait,” she said — 18 apples… Hmm, ١٨ again.\n\nİ think: ſo 18.\n</think>\n\n18", "18"),
-    ("<think>\nThe total is ١٨ dollars.\n\nWait: 18.\n</think>\n\n18", "18"),   # Arabic-Indic digits
+    ("<think>\nThe total is ١٨ dollars.\n\nWait, it is 18.\n</think>\n\n18", "18"),  # Arabic-Indic digits
     ("<think>\nWe get 36/2.\n\nBut 18 it is.\n</think>\n\n18", "18"),          # a fraction equal to the gold
     ("<think>\nSo \\dfrac{36}{2} here.\n\nCheck: 18.\n</think>\n\n18", "18"),
     ("<think>\n16-3 = 13.\n\nMaybe it is: -3.\n</think>\n\n-3", "-3"),      # binary minus vs sign
@@ -255,7 +262,7 @@ def test_fast_paths_equal_reference(tok):
     assert by_trace[EDGE_CASES[0][0]] == ("error", "empty thinking")
     assert by_trace[EDGE_CASES[1][0]].marker_tokens == 0
     assert by_trace[EDGE_CASES[2][0]].score is None
-    assert by_trace[EDGE_CASES[5][0]].first_correct_step == 2  # ١٨ has the value, math-verify says no
+    assert by_trace[EDGE_CASES[5][0]].first_correct_step == 2  # ١٨ is not a plain number
     assert by_trace[EDGE_CASES[6][0]].first_correct_step == 1  # 36/2
     assert by_trace[EDGE_CASES[8][0]].first_correct_step == 2  # "16-3" is no -3
 
@@ -298,6 +305,7 @@ MARKER_PIECES = [
     "*Wait*", ". ", ", ", "—", "-", "–", "…", "\n", "\n\n", " ", "\t", "x", "18", "the", ":", ";", "!", "?", "'",
     '"', "ſ", "İ", "K", "Hold on", "hold\ton", "Going  back", "perhaps", "Not sure", "not", "sure", "Trace back",
     "Retry", "Recheck", "re", "check", "Instead of", "_", "(", "[", "{", "`", "é", "Just to be thorough",
+    "Going back", "backtrack", "Let me try another", "another", "Might", "mightily", "Hmmm", "hmm",
 ]
 
 
@@ -307,44 +315,40 @@ def test_marker_fast_path_equals_every_position_rule():
     texts = [_random_text(rng, MARKER_PIECES, 30) for _ in range(4000)]
     texts += [split_trace(t).thinking for t, _ in _long_traces(3)]
     for text in texts:
-        ref = mk._find_markers_every_position(text, c, "sentence")
-        assert find_markers(text) == ref, text
-        assert marker_spans(text) == mk.merge_spans(ref), text
+        for anchor in ("sentence", "anywhere"):
+            ref = mk._find_markers_every_position(text, c, anchor)
+            assert find_markers(text, anchor=anchor) == ref, text
+            assert marker_spans(text, anchor=anchor) == mk.merge_spans(ref), text
     # custom markers starting with punctuation take the every-position path
-    assert find_markers("ok. (aside) and (aside)", markers=["(aside)"]) == [mk.MarkerMatch(4, 11, "(aside)")]
+    assert find_markers("ok. (aside) and (aside)", markers=["(aside)"], anchor="sentence") == [
+        mk.MarkerMatch(4, 11, "(aside)")]
+    # overlapping markers of a custom list: one starts inside another and ends past it
+    assert marker_spans("Hold on second thought.", markers=["Hold on", "on second thought"]) == [(0, 22)]
+    assert marker_spans("Let me check.", markers=["Let me", "me check"]) == [(0, 12)]
 
 
 NUMBER_PIECES = ["18", "180", "1,800", "18.0", "018", "36/2", "36 / 2", "\\frac{36}{2}", "\\dfrac{-36}{2}", "-18",
-                 "16-18", "x18", "1.18", "0", "0.5", "1/2", "2.25", "9/4", "١٨", "٣", " ", "\n\n", ".", ",", "$", "=",
-                 "a", "(", ")", "7", "1,000", "1000", "0,018", "3", "-3", "\\frac{1}{3}", "2/6", "/", "frac", "\n"]
+                 "16-18", "x18", "1.18", "0", "0.5", ".5", "1/2", "2.25", "9/4", "١٨", "٣", " ", "\n\n", ".", ",", "$",
+                 "=", " = ", "a", "(", ")", "7", "1,000", "1000", "0,018", "3", "-3", "\\frac{1}{3}", "2/6", "/",
+                 "frac", "\n", " is ", "so ", " gives ", "The answer is ", "\\boxed{", "}", "eighteen", "half", "?",
+                 " or ", " stands", " dollars", "there are ", "*", " + ", "Thus ", " x ", ": ",
+                 "1,8000", "12,345,6789", "36 / 2", "+18", "\u221218", "18%", "\\$18", "$18", "1", "8", "000"]
 
 
 def test_answer_scan_equals_checking_every_step():
+    """The scan only skips steps that cannot reach the gold: the same steps as reading the
+    conclusions of every step."""
     rng = random.Random(1)
-    golds = ["18", "-18", "1,000", "0.5", "2.25", "0", "3", "-3", "\\frac{1}{3}", "7", "1000"]
-    checkers = [AnswerChecker(g) for g in golds]
+    golds = ["18", "-18", "1,000", "0.5", "2.25", "0", "3", "-3", "\\frac{1}{3}", "7", "1000", "24", "16", "1", "12345",
+             "1800", "8000"]
+    checkers = [AnswerChecker(g) for g in golds] + [AnswerChecker("18", "She has 18 apples and 3 pears.")]
     for _ in range(1500):
         text = _random_text(rng, NUMBER_PIECES, 25).strip() or "x"
         steps = split_steps(text)
         for c in checkers:
-            every = [i for i, (s, e) in enumerate(steps) if c.contains_answer(text[s:e])]
+            every = [i for i, (s, e) in enumerate(steps) if c.step_reaches(text, s, e)]
             assert c.correct_steps(text, steps, None) == every, (c.gold, text)
             assert c.correct_steps(text, steps, 1) == every[:1]
-            num, den = c.value.numerator, c.value.denominator
-            for m in answers.NUMBER.finditer(text):
-                assert answers._value_is(m, text, num, den) == (answers.number_value(m, text) == c.value)
-
-
-def test_gold_literal_needs_no_math_verify():
-    # the shortcut in AnswerChecker.contains_answer: math-verify accepts a plain literal
-    # against itself (its parse is never empty)
-    rng = random.Random(2)
-    literals = ["0", "7", "18", "007", "-3", "18.00", "0.5", "12345678901234567890", "-0.25"]
-    literals += [str(rng.randrange(10 ** rng.randint(1, 12))) for _ in range(40)]
-    literals += [f"{rng.randrange(1000)}.{rng.randrange(1000):03d}" for _ in range(20)]
-    for lit in literals:
-        assert answers._PLAIN_LITERAL.fullmatch(lit)
-        assert answers._mv_parse(lit) and answers._mv_verify(lit, lit), lit
 
 
 def test_count_tokens_lists_and_arrays(tok):
@@ -373,7 +377,7 @@ def test_score_jsonl_in_batches(tok, tmp_path, monkeypatch):
     assert [x["id"] for x in got] == [i for i in recs if i in {x["id"] for x in got}]  # input order
     for x in got:
         r = recs[x["id"]]
-        assert x == {"id": x["id"], **score_trace(r["trace"], r["gold"], tok).to_dict()}
+        assert x == {"id": x["id"], **score_trace(r["trace"], r["gold"], tok, problem=r["problem"]).to_dict()}
     assert {x["reason"] for x in skipped} == {"no </think>", "no answer after </think>", "empty thinking",
                                               "malformed record", "malformed JSON"}
     assert s.tokens_before == sum(x["thinking_tokens"] for x in got)

@@ -7,16 +7,22 @@
 CLI: ``mta sbt score IN.jsonl`` and ``mta sbt build IN.jsonl OUT.jsonl --method sbt-e``.
 Sample traces: ``mta.sbt.SAMPLE_TRACES`` (``data/sample_traces.jsonl``).
 
-Modules: ``traces`` (``<think>`` parsing, steps), ``markers``, ``answers`` (math-verify
-answer checks), ``tokens`` (token offsets), ``scoring`` (κ, η, score; one trace or a
-batch), ``reference`` (the straightforward scorer), ``build`` (SBT-E / SBT-D examples),
-``pipeline`` (JSONL in and out), ``cli``.
+Modules: ``traces`` (``<think>`` parsing, steps), ``markers``, ``judge`` (which steps reach
+the answer: the rule-based ``RuleJudge`` on ``conclusions`` and ``answers``, any callable,
+or ``llm_judge.LLMJudge``), ``number_words``, ``tokens`` (token offsets), ``scoring`` (κ, η,
+score; one trace or a batch), ``reference`` (the straightforward scorer), ``build`` (SBT-E /
+SBT-D examples), ``labelled`` (the hand-labelled traces), ``pipeline`` (JSONL in and out),
+``cli``.
 """
 
 from pathlib import Path
 
 from mta.sbt.answers import AnswerChecker
-from mta.sbt.build import D_PHRASE, E_PHRASE, Example, build_example, build_sbt_d, build_sbt_e, token_mask
+from mta.sbt.build import (D_PHRASE, E_PHRASE, RULE_BELOW_TAU1, RULE_CUT, RULE_NO_SECOND, RULE_NOTHING_AFTER, Example,
+                           build_example, build_sbt_d, build_sbt_e, token_mask)
+from mta.sbt.conclusions import Conclusion, step_conclusions
+from mta.sbt.judge import Judge, RuleJudge
+from mta.sbt.llm_judge import LLMJudge
 from mta.sbt.markers import SBT_MARKERS, find_markers, marker_spans, merge_spans
 from mta.sbt.pipeline import Summary, load_tokenizer, run_jsonl, skipped_path
 from mta.sbt.reference import score_trace_reference
@@ -28,8 +34,9 @@ SAMPLE_TRACES = Path(__file__).parent / "data" / "sample_traces.jsonl"
 
 __all__ = [
     "SBT_MARKERS", "find_markers", "marker_spans", "merge_spans", "BETA", "TAU1", "TAU2",
-    "AnswerChecker", "Trace", "TraceError", "TraceScore", "split_steps", "split_trace",
-    "score_trace", "score_traces", "score_trace_reference", "token_offsets", "batch_token_offsets",
-    "E_PHRASE", "D_PHRASE", "Example", "build_example", "build_sbt_e", "build_sbt_d", "token_mask",
+    "AnswerChecker", "Conclusion", "step_conclusions", "Judge", "RuleJudge", "LLMJudge", "Trace", "TraceError", "TraceScore",
+    "split_steps", "split_trace", "score_trace", "score_traces", "score_trace_reference", "token_offsets",
+    "batch_token_offsets", "E_PHRASE", "D_PHRASE", "RULE_BELOW_TAU1", "RULE_CUT", "RULE_NO_SECOND",
+    "RULE_NOTHING_AFTER", "Example", "build_example", "build_sbt_e", "build_sbt_d", "token_mask",
     "run_jsonl", "load_tokenizer", "Summary", "skipped_path", "SAMPLE_TRACES",
 ]

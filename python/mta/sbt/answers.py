@@ -1,125 +1,73 @@
-"""Answer checking: does a step of the thinking hold the gold answer?
+"""Does a step reach the gold answer? The equality the rule-based judge uses, and its scan.
 
-math-verify decides; :class:`AnswerChecker` picks which candidates it sees. For a numeric
-gold, one scan of the whole thinking finds the steps that can hold a number equal to the
-gold (:meth:`AnswerChecker.correct_steps`), and math-verify sees only the candidates whose
-value equals the gold's and that are not the gold's own plain literal. Parses and verdicts
-are cached per string (``_mv_parse``, ``_mv_verify``).
+A step reaches the gold when one of its conclusions (:mod:`mta.sbt.conclusions`) equals
+the gold. Equality (:meth:`AnswerChecker.matches`), for a gold read in LaTeX mode
+(``2^{10}`` is 1024, ``4!`` is 24, ``-5`` is minus five; :func:`mta.answers.exact_value`):
+
+* a gold with a rational value: a plain-number candidate (``18``, ``$18.00``, ``1,000``,
+  ``.5``, ``36/2``, ``\\frac{1}{2}``, ``50%``) is equal when its value is exactly the gold's
+  (``0.333`` is not 1/3); a number in words ("eighteen", "a half") likewise; a closed form
+  (a LaTeX command, a power ``^`` or a factorial ``!``: ``2^{10}``, ``\\sqrt{4}``) goes to
+  math-verify; an unevaluated sum or product ("9 * 2") is not an answer;
+* any other gold (``\\sqrt{2}``, ``2x+3``, ``(1, 2)``): math-verify decides, and a plain
+  number or a number in words never equals it.
+
+Every math-verify call is bounded in time (:func:`mta.answers.answers_match`); one that
+overruns makes the trace a :class:`TraceError` with reason "answer check timed out".
+
+Speed: for a gold with a rational value one scan of the whole thinking finds the steps that
+can hold an equal candidate -- the gold's digits or a fraction (a regex), a closed form
+(``\\``, ``^``, ``!``) or the gold in words (``str.find``); of those, the steps that pass a
+cheap pre-check (a plain number with the gold's absolute value, a closed form, the gold in
+words) have their conclusions read (:meth:`AnswerChecker.correct_steps`). Every scan is
+linear in the thinking's length.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from bisect import bisect_right
 from fractions import Fraction
 from functools import lru_cache
 
+from mta.answers import DEFAULT_TIMEOUT_S, AnswerCheckTimeout, answers_match, exact_value, parse_number
+from mta.sbt.conclusions import keep, raw_conclusions
+from mta.sbt.number_words import NUMBER_WORDS, scan_word, word_value
 from mta.sbt.traces import TraceError
 
-__all__ = ["NUMBER", "DIGIT_OR_BACKSLASH", "number_value", "AnswerChecker"]
+__all__ = ["AnswerChecker", "literal", "problem_literals"]
 
-logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns on every call with timeouts off
-
-#: A number as a step writes it; :func:`number_value` reads a match's value.
-NUMBER = re.compile(
-    r"\\d?frac\{\s*(-?\d+)\s*\}\{\s*(\d+)\s*\}"          # \frac{a}{b}
-    r"|(?<![\w.])(-?)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?:\s*/\s*(\d+)(?!\d|\.\d))?"  # 1,234.5  3/4
-)
-
-
-def number_value(m: re.Match, text: str) -> Fraction | None:
-    """The value of a :data:`NUMBER` match ``m`` in ``text`` (None for a zero denominator)."""
-    try:
-        if m.group(1) is not None:
-            return Fraction(int(m.group(1)), int(m.group(2))) if int(m.group(2)) else None
-        sign, whole, dec, den = m.group(3), m.group(4), m.group(5), m.group(6)
-        v = Fraction(whole.replace(",", "") + (dec or ""))
-        if den is not None:
-            v = v / int(den) if int(den) else None
-            if v is None:
-                return None
-        if sign:  # "-3" is negative only when the "-" is not a binary minus ("16-3", "x -3")
-            before = text[: m.start()].rstrip()
-            if before and (before[-1].isalnum() or before[-1] in ")]}"):
-                pass
-            else:
-                v = -v
-        return v
-    except (ValueError, ZeroDivisionError):
-        return None
+_CLOSED_FORM = re.compile(r"[\\^!]")
+# For the per-step pre-check: from every start of a digit run (or of ".5"), the plain number
+# read from there in a candidate's grammar (thousands commas only as full groups, a decimal
+# part, "/ d"; conclusions.candidate_at). A candidate never starts inside a digit run.
+_RUN = re.compile(r"\.?[0-9]+")
+_PLAIN_TOKEN = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3}(?![0-9]))+|[0-9]+|(?=\.[0-9]))(?:\.[0-9]+)?(?:[ \t]*/[ \t]*[0-9]+)?")
+# a plain number as a problem statement writes it
+_PROBLEM_NUMBER = re.compile(
+    r"\\[dt]?frac\{\s*-?\d+\s*\}\{\s*\d+\s*\}"
+    r"|(?<![\w.,])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.\d+)?(?:/\d+(?![\d.]))?")
+_FRAC_LITERAL = re.compile(r"\\[dt]?frac\{\s*(-?\d+)\s*\}\{\s*(\d+)\s*\}")
+_ASSIGNMENT = re.compile(r"^\s*\\?[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?P<rhs>[^=]+)$")
 
 
-def _value_is(m: re.Match, text: str, num: int, den: int) -> bool:
-    """``number_value(m, text) == Fraction(num, den)`` (``den > 0``) in integer arithmetic."""
-    try:
-        a = m.group(1)
-        if a is not None:
-            b = int(m.group(2))
-            return b != 0 and int(a) * den == num * b
-        sign, whole, dec, d = m.group(3), m.group(4), m.group(5), m.group(6)
-        n = int(whole.replace(",", "") + dec[1:]) if dec else int(whole.replace(",", ""))
-        scale = 10 ** (len(dec) - 1) if dec else 1
-        if d is not None:
-            d = int(d)
-            if d == 0:
-                return False
-            scale *= d
-        if sign:  # as in number_value
-            before = text[: m.start()].rstrip()
-            if not (before and (before[-1].isalnum() or before[-1] in ")]}")):
-                n = -n
-        return n * den == num * scale
-    except ValueError:
-        return number_value(m, text) == Fraction(num, den)
+def literal(text: str) -> str:
+    """A number as written, normalised for comparison: ``$``, ``\\$``, ``\\!``, spaces, thousands
+    commas, a trailing ``%`` / ``\\%`` or period dropped, ``\\frac{a}{b}`` written ``a/b``, lower
+    case ("$1,000" and "1000" are one literal; "3/6" and "1/2" are two)."""
+    t = _FRAC_LITERAL.sub(r"\1/\2", text.strip())
+    t = re.sub(r"\\[$!%]|[$\s]", "", t).replace("\u2212", "-")
+    t = re.sub(r"(?<=\d),(?=\d{3})", "", t)
+    return t.rstrip(".%").lower()
 
 
-def _numeric_value(gold: str) -> Fraction | None:
-    g = gold.strip().strip("$").strip()
-    g = re.sub(r"^\\boxed\{(.*)\}$", r"\1", g).replace("\\!", "").replace("\\$", "").strip()
-    g = re.sub(r"\s*(\\%|%)$", "", g)
-    m = NUMBER.fullmatch(g)
-    return number_value(m, g) if m else None
-
-
-@lru_cache(maxsize=65536)
-def _mv_parse(text: str):
-    from math_verify import parse
-
-    return parse(text, parsing_timeout=None)
-
-
-@lru_cache(maxsize=65536)
-def _mv_verify(gold: str, candidate: str) -> bool:
-    from math_verify import verify
-
-    g = _mv_parse(gold if "$" in gold or "\\" not in gold else f"${gold}$")
-    c = _mv_parse(candidate)
-    if not g or not c:
-        return False
-    return bool(verify(g, c, timeout_seconds=None))
-
-
-_PLAIN_LITERAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")   # ASCII digits only
-_NON_ASCII_DIGIT = re.compile(r"[^\D0-9]")               # a \d that NUMBER matches, not 0-9
-DIGIT_OR_BACKSLASH = re.compile(r"[\d\\]")
-
-
-@lru_cache(maxsize=1)
-def _non_ascii_digit_lead_bytes() -> bytes:
-    """First UTF-8 bytes of the non-ASCII characters ``\\d`` matches (this Python's Unicode;
-    every 4-byte character counts, to keep this first call short)."""
-    chars = "".join(map(chr, range(0x80, 0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
-    return bytes(sorted({c.encode()[0] for c in re.findall(r"\d", chars)} | set(range(0xF0, 0xF5))))
-
-
-def _may_have_non_ascii_digit(text: str) -> bool:
-    """False when ``text`` has no non-ASCII decimal digit; a few memchr calls on its UTF-8
-    (typographic quotes and dashes, U+2000–U+206F, start with other bytes)."""
-    if text.isascii():
-        return False
-    data = text.encode("utf-8", "surrogatepass")
-    return any(b in data for b in _non_ascii_digit_lead_bytes())
+def problem_literals(problem: str | None) -> frozenset:
+    """The quantities a problem statement gives, as written (:func:`literal`): its plain
+    numbers (``16``, ``$2``, ``1,000``, ``3/4``, ``\\frac{1}{4}``) and numbers in words."""
+    if not problem:
+        return frozenset()
+    found = {literal(m.group(0)) for m in _PROBLEM_NUMBER.finditer(problem)}
+    return frozenset(found | {m.group(0).lower() for m in NUMBER_WORDS.finditer(problem)})
 
 
 def _decimal_digits(value: Fraction) -> str | None:
@@ -137,107 +85,172 @@ def _decimal_digits(value: Fraction) -> str | None:
     return str(whole) + (f".{frac:0{k}d}" if k else "")
 
 
-class AnswerChecker:
-    """Does a step contain the gold answer? math-verify decides; a numeric pre-filter picks
-    which candidates it sees. Results are cached per candidate string.
+def _gold_scan(value: Fraction) -> re.Pattern:
+    """A regex hitting every step that can hold a plain-number candidate equal to ``value``.
 
-    Numeric gold: a step holds the answer when one of its numbers (``NUMBER``: integers,
-    decimals, ``1,234``, ``a/b``, ``\\frac{a}{b}``) has the gold's value and math-verify
-    accepts it against the gold. Otherwise math-verify parses every step with a digit or a
-    backslash.
+    Such a candidate (parse_number's forms, read by ``conclusions.candidate_at``) is either a
+    fraction "a / b" (a hit on "/"; ``\\frac{a}{b}`` holds a backslash, see
+    :meth:`AnswerChecker.correct_steps`) or a decimal: after a character outside ``[\\w.]``,
+    optional leading zeros (and commas), the gold's integer digits (commas allowed between
+    them; "." alone when the integer part is 0) and fraction digits, then no more significant
+    digits: no digit, no thousands group ",ddd", no "." followed by non-zero digits. Every
+    alternative starts with a literal and checks what is before it with a lookbehind, so the
+    scan keeps the regex engine's fast first-character skip.
+    """
+    alts = [r"/(?<=[\d\s]/)\s*\d"]
+    digits = _decimal_digits(value)
+    if digits is not None:
+        whole, _, frac = digits.partition(".")
+        if frac:
+            tail = re.escape("." + frac) + r"(?!0*[1-9])"
+        else:
+            tail = r"(?![0-9])(?!,[0-9]{3}(?![0-9]))(?!\.0*[1-9])"
+        body = "".join(",?" + d for d in whole[1:]) + tail
+        if whole != "0":
+            alts.append(f"{whole[0]}(?<![\\w.]{whole[0]})" + body)
+            alts.append(r"0(?<![\w.]0)[0,]*" + whole[0] + body)
+        else:
+            alts.append(r"0(?<![\w.]0)[0,]*" + tail)
+            if frac:
+                alts.append(r"\.(?<![\w.]\.)" + re.escape(frac) + r"(?!0*[1-9])")
+    return re.compile("|".join(alts))
+
+
+@lru_cache(maxsize=65536)
+def _unsigned_form(token: str) -> str | Fraction | None:
+    """A plain token's absolute value, cheaply: a decimal as its shortest string ("0018.50" ->
+    "18.5", as :func:`_decimal_digits`), a fraction "a / b" as a Fraction (None if b is 0)."""
+    if "/" in token:
+        value = parse_number(token)
+        return None if value is None else abs(value)
+    whole, _, frac = token.replace(",", "").partition(".")
+    frac = frac.rstrip("0")
+    return (whole.lstrip("0") or "0") + ("." + frac if frac else "")
+
+
+class AnswerChecker:
+    """Does a step reach the gold answer? (the rule-based judge for one gold and problem)
+
+    Parameters
+    ----------
+    gold : str or number
+        The gold final answer, read in LaTeX mode.
+    problem : str, optional
+        The problem statement: a weak conclusion (see :mod:`mta.sbt.conclusions`) equal to
+        one of its quantities does not count.
+    timeout_s : float
+        Bound of each math-verify call.
+
+    Raises
+    ------
+    TraceError
+        "no gold answer", "gold answer unparsable" or "answer check timed out".
     """
 
-    def __init__(self, gold):
+    def __init__(self, gold, problem: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S):
         if isinstance(gold, (int, float)) and not isinstance(gold, bool):
             gold = str(gold)
         if not isinstance(gold, str) or not gold.strip():
             raise TraceError("no gold answer")
         self.gold = gold.strip()
-        self.value = _numeric_value(self.gold)
-        if self.value is None and not _mv_parse(self.gold_text()):
-            raise TraceError("gold answer unparsable", self.gold)
-        # math-verify is not needed for a candidate that is the gold's own plain literal
-        # ("18" for gold "18"): _mv_verify would parse the same string twice, and verify()
-        # compares every pair of the two parses, among them the extracted string with
-        # itself, which is equal and non-empty whenever the parse is non-empty — and
-        # math-verify's parse of an ASCII number literal is never empty (its number regex
-        # matches, and with fallback_mode="first_match" the matched string is returned even
-        # if sympy failed). tests/test_sbt.py checks this on a sample of literals.
-        self._literal = self.gold if _PLAIN_LITERAL.fullmatch(self.gold) else None
-        # Steps that can hold a number equal to the gold, found by one scan of the thinking
-        # (see correct_steps). A NUMBER match M whose value is the gold's is
-        # (a) a plain literal [-]W[.D] whose first digit follows a character outside [\w.]
-        #     (M's own lookbehind, or M's "-"); either W starts with "0" (zero alternative
-        #     below), or W with its commas removed is the gold's integer digits and D starts
-        #     with the gold's fraction digits, i.e. M starts with the digits alternative
-        #     (the gold's shortest decimal string, optional commas between integer digits);
-        # (b) a fraction "x / d": a digit or a space before "/", then spaces and a digit; or
-        #     "\frac{" / "\dfrac{", spaces, an optional "-" and a digit;
-        # (c) or written with a non-ASCII digit (scanned for separately).
-        # Each alternative starts with a literal and checks what comes before it with a
-        # lookbehind, so the scan keeps the regex engine's fast first-character skip.
-        self._scan = None
+        assignment = _ASSIGNMENT.match(self.gold)  # "x=5": the value is the answer
+        if assignment is not None:
+            self.gold = assignment.group("rhs").strip()
+        self.timeout_s = timeout_s
+        try:
+            self.value = exact_value(self.gold, timeout_s=timeout_s)
+            if self.value is None and not answers_match(self.gold, self.gold, timeout_s=timeout_s):
+                raise TraceError("gold answer unparsable", self.gold)
+        except AnswerCheckTimeout as exc:
+            raise TraceError("answer check timed out", f"gold {self.gold[:80]!r}: {exc}") from None
+        self._given = problem_literals(problem)
+        self._scan = _gold_scan(self.value) if self.value is not None else None
         if self.value is not None:
-            digits = _decimal_digits(self.value)
-            alts = [r"/(?<=[\d\s]/)\s*\d", r"\\d?frac\{\s*-?\d"]
-            if digits is not None:
-                whole, _, frac = digits.partition(".")
-                alts = [f"{whole[0]}(?<![\\w.]{whole[0]})" + "".join(",?" + d for d in whole[1:])
-                        + (re.escape("." + frac) if frac else ""), r"0(?<![\w.]0)"] + alts
-            self._scan = re.compile("|".join(alts))
+            word = scan_word(self.value)
+            self._abs = abs(self.value)
+            self._digits = _decimal_digits(self.value)  # None when no decimal equals it (1/3)
+            self._words = tuple(word.split("|")) if word is not None else ()
 
-    def gold_text(self) -> str:
-        """The gold as math-verify is given it: LaTeX without ``$`` gets ``$…$`` around it."""
-        return self.gold if "$" in self.gold or "\\" not in self.gold else f"${self.gold}$"
+    def matches(self, candidate: str) -> bool:
+        """Whether ``candidate`` (a conclusion's text) equals the gold (module docstring)."""
+        value = parse_number(candidate)
+        if value is None:
+            m = NUMBER_WORDS.fullmatch(candidate.strip())
+            value = word_value(m) if m else None
+        if value is not None:
+            return value == self.value
+        if self.value is not None and not _CLOSED_FORM.search(candidate):
+            return False  # an unevaluated sum or product, or text
+        try:
+            return answers_match(self.gold, candidate, timeout_s=self.timeout_s)
+        except AnswerCheckTimeout as exc:
+            raise TraceError("answer check timed out", f"{candidate[:80]!r}: {exc}") from None
 
-    def contains_answer(self, text: str) -> bool:
-        """Whether ``text`` (one step) holds the gold answer."""
-        if self.value is not None:
-            num, den = self.value.numerator, self.value.denominator
-            for m in NUMBER.finditer(text):
-                if _value_is(m, text, num, den):
-                    cand = m.group(0).replace(",", "")
-                    if cand == self._literal or _mv_verify(self.gold, cand):
-                        return True
-            return False
-        if not DIGIT_OR_BACKSLASH.search(text):
-            return False
-        return _mv_verify(self.gold, text)
+    def step_reaches(self, text: str, start: int = 0, end: int | None = None) -> bool:
+        """Whether the step ``text[start:end]`` has a conclusion equal to the gold."""
+        end = len(text) if end is None else end
+        for c in raw_conclusions(text, start, end):  # the filters last: most candidates do not match
+            candidate = text[c.start:c.end]
+            if (self.matches(candidate) and keep(text, c, start, end)
+                    and (c.strong or literal(candidate) not in self._given)):
+                return True
+        return False
+
+    def _number_may_reach(self, text: str, start: int, end: int) -> bool:
+        """A cheap pre-check for a step with no closed form and not the gold in words: False
+        only when no plain number of the candidates' grammar has the gold's absolute value."""
+        token_at, digits, value = _PLAIN_TOKEN.match, self._digits, self._abs
+        for run in _RUN.finditer(text, start, end):
+            form = _unsigned_form(token_at(text, run.start(), end).group(0))
+            if form == digits if isinstance(form, str) else form == value:
+                return True
+        return False
 
     def correct_steps(self, text: str, steps, limit: int | None = 1) -> list[int]:
-        """0-based indices of the ``steps`` (sorted disjoint spans of ``text``) holding the
+        """0-based indices of the ``steps`` (sorted disjoint spans of ``text``) that reach the
         answer, in order, at most ``limit`` of them (None: all). The same as
-        ``contains_answer`` on every step, but only the steps the gold scan hits are checked."""
+        :meth:`step_reaches` on every step, but only the steps the gold scan hits are read."""
         out: list[int] = []
         if self._scan is None:
             for i, (s, e) in enumerate(steps):
-                if DIGIT_OR_BACKSLASH.search(text, s, e) and self.contains_answer(text[s:e]):
+                if self.step_reaches(text, s, e):
                     out.append(i)
                     if limit is not None and len(out) >= limit:
                         break
             return out
-        scan = self._scan.search
-        # non-ASCII digits (rare): all positions at once, one scan of a text that may have one
-        others = [] if not _may_have_non_ascii_digit(text) else [m.start() for m in _NON_ASCII_DIGIT.finditer(text)]
-        k = 0
+        # Hits: the number scan, and (str.find, C-level) the closed-form characters and the
+        # gold in words (in the lower-cased text); each source keeps its next hit. A step hit
+        # only by the number scan is read when a plain number in it has the gold's value.
+        low = text.lower() if self._words else None
+        if low is not None and len(low) != len(text):
+            low = None
+        sources = [lambda p: (m.start() if (m := self._scan.search(text, p)) else -1)]
+        sources += [lambda p, c=c: text.find(c, p) for c in "\\^!"]
+        if low is not None:
+            sources += [lambda p, w=w: low.find(w, p) for w in self._words]
+        elif self._words:  # lower case changed the length: the regex, case-insensitively
+            words = re.compile("|".join(self._words), re.IGNORECASE)
+            sources.append(lambda p: (m.start() if (m := words.search(text, p)) else -1))
+        nxt = [-2] * len(sources)
         ends = [e for _, e in steps]
         pos, n = 0, len(steps)
         while True:
-            m = scan(text, pos)
-            hit = m.start() if m is not None else None
-            while k < len(others) and others[k] < pos:
-                k += 1
-            if k < len(others) and (hit is None or others[k] < hit):
-                hit = others[k]
-            if hit is None:
+            hit = -1
+            for k, source in enumerate(sources):
+                if -1 < nxt[k] < pos or nxt[k] == -2:
+                    nxt[k] = source(pos)
+                if nxt[k] >= 0 and (hit < 0 or nxt[k] < hit):
+                    hit = nxt[k]
+            if hit < 0:
                 break
-            i = bisect_right(ends, hit)  # the step holding the hit (hits are never between steps)
+            i = bisect_right(ends, hit)  # the step holding the hit (hits between steps: the next)
             if i >= n:
                 break
             s, e = steps[i]
-            if self.contains_answer(text[s:e]):
+            special = any(-1 < x < e for x in nxt[1:])  # a closed form or the gold in words
+            if (special or self._number_may_reach(text, s, e)) and self.step_reaches(text, s, e):
                 out.append(i)
                 if limit is not None and len(out) >= limit:
                     break
-            pos = e  # the rest of this step is checked: go on from the next one
+            pos = e  # the rest of this step is read: go on from the next one
         return out

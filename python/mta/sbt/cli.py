@@ -20,8 +20,8 @@ __all__ = ["add_parser"]
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", default="smollm2",
                    help="local tokenizer directory, or 'smollm2' (default: SmolLM2's, offline)")
-    p.add_argument("--anchor", choices=("sentence", "anywhere"), default="sentence",
-                   help="where a marker counts: at a sentence/step start (default) or anywhere")
+    p.add_argument("--anchor", choices=("sentence", "anywhere"), default="anywhere",
+                   help="where a marker counts: anywhere (default, the paper's Eq. 2) or at a sentence/step start")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it is off anyway when stderr is not a terminal, or with MTA_PROGRESS=0)")
@@ -43,9 +43,16 @@ def _run(args: argparse.Namespace) -> int:
             s = run_jsonl(args.input, args.out, "score", tok, overwrite=args.overwrite,
                           progress=not args.no_progress, anchor=args.anchor)
         else:
+            for flag, value in (("--masked-steps", args.masked_steps), ("--masked-sentences", args.masked_sentences)):
+                if value is not None and value < 0:
+                    raise ValueError(f"{flag} must be >= 0, got {value}")
+            if args.masked_fraction is not None and not 0 < args.masked_fraction <= 1:
+                raise ValueError(f"--masked-fraction must be in (0, 1], got {args.masked_fraction}")
             s = run_jsonl(args.input, args.output, args.method, tok, overwrite=args.overwrite,
-                          progress=not args.no_progress, anchor=args.anchor, masked_steps=args.masked_steps)
-    except (MissingExtraError, ValueError, OSError) as exc:  # OSError: FileNotFoundError, permissions, disk full
+                          progress=not args.no_progress, anchor=args.anchor, masked_steps=args.masked_steps,
+                          masked_sentences=args.masked_sentences, masked_fraction=args.masked_fraction,
+                          phrase_position=args.phrase_position, tau1=args.tau1)
+    except (MissingExtraError, ValueError, TypeError, OSError) as exc:  # OSError: FileNotFoundError, permissions, disk full
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -91,7 +98,15 @@ def add_parser(sub) -> None:
     b.add_argument("input", metavar="IN.jsonl")
     b.add_argument("output", metavar="OUT.jsonl")
     b.add_argument("--method", required=True, choices=("sbt-e", "sbt-d"))
-    b.add_argument("--masked-steps", type=int, default=2, help="SBT-E: masked steps after the brake phrase")
+    mask = b.add_mutually_exclusive_group()
+    mask.add_argument("--masked-sentences", type=int, default=None,
+                      help="SBT-E: sentences of the next solution kept as masked text (default 2)")
+    mask.add_argument("--masked-fraction", type=float, default=None,
+                      help="SBT-E: share of the next solution's sentences kept as masked text, e.g. 0.15")
+    mask.add_argument("--masked-steps", type=int, default=None, help="SBT-E: whole steps kept as masked text")
+    b.add_argument("--phrase-position", choices=("before_masked", "after_masked"), default=None,
+                   help="braking phrase before or after the masked text (default: before for SBT-E, after for SBT-D)")
+    b.add_argument("--tau1", type=float, default=0.2, help="overthink-score threshold τ1 (τ2 = τ1 + 0.05)")
     _common(b)
     b.set_defaults(func=_run)
     d = ss.add_parser("demo", help="SmolLM2 thinking with and without braking (braking_step per decode step)",

@@ -2,33 +2,42 @@
 
 Matching rule (documented because the paper gives a word list, not an algorithm):
 
-* a marker is the phrase itself, matched case-insensitively at word boundaries
-  (``(?<!\\w)`` / ``(?!\\w)``): "Butter" is not "But", "Hmmm" is not "Hmm" (it is "Hmmm");
-  words of a multi-word marker are separated by spaces or tabs (never a step break), and
-  "double-check" also matches "double check";
-* ``anchor="sentence"`` (default, what the paper's markers are: discourse markers that
-  open a reflection) keeps an occurrence only where a sentence or step starts: at the start
-  of the text or of a line, after ``. ! ? : ;`` or ``…``, skipping opening quotes, brackets
-  and markdown emphasis; and, chained, right after another kept marker and its punctuation
-  ("Hmm, wait, let me check" is three markers; punctuation must separate them, so in
-  "But maybe not" only "But" counts). "so, but" or "it might be" mid-sentence are
-  ordinary words, not overthinking;
-* ``anchor="anywhere"`` keeps every word-boundary occurrence, case-insensitively — what the
-  braking kernel (``mk.MarkerTables.from_tokenizer``) counts online;
+* a marker is the phrase as the paper lists it, its first letter in either case ("Wait",
+  "wait"; not "WAIT"), its words separated by single spaces as written, matched at word
+  boundaries (``(?<!\\w)`` / ``(?!\\w)``): "Butter" is not "But", "Hmmmm" is not "Hmm".
+  These are the variants the braking automaton (``mk.MarkerTables.from_tokenizer``) compiles,
+  so the κ built into training data is the κ the braking controller measures while decoding
+  (a test runs both on the sample traces with the same tokenizer);
+* ``anchor="anywhere"`` (default; the paper's Eq. 2 counts every occurrence) keeps every
+  occurrence, mid-sentence ones included ("But maybe I misread", "let me recheck");
+* ``anchor="sentence"`` (an option) keeps an occurrence only where a sentence or step
+  starts: at the start of the text or of a line, after ``. ! ? : ;`` or ``…``, skipping
+  opening quotes, brackets and markdown emphasis; and, chained, right after another kept
+  marker and its punctuation ("Hmm, wait, let me check" is three markers; punctuation must
+  separate them, so in "But maybe not" only "But" counts);
 * overlapping or nested occurrences ("Let me just double-check" holds "Check") are merged,
-  so a character — and a token — covered twice counts once.
+  so a character -- and a token -- covered twice counts once, as in the braking op.
+
+Where the two sides can still differ: a byte-level BPE may split a longer word so that its
+first token spells a marker (SmolLM2 writes " mightily" as " might" + "ily"): the automaton,
+which sees tokens and cannot look ahead, counts it; the text rule, with its word boundary,
+does not.
 
 Speed: the rule is defined by trying the marker regex at every position of the text
-(:func:`_find_markers_every_position`, kept as the reference). With ``anchor="sentence"`` and
-markers that start with a letter or digit, :func:`find_markers` only tries the positions that
-can pass the rule — after a sentence end (one C-level regex scan), at the start of the text,
-and right after the punctuation that follows a kept marker — which gives the same list,
-``marker_spans`` about 8× faster on 4K-token traces (proof in :func:`_sentence_occurrences`).
+(:func:`_find_markers_every_position`, kept as the reference). :func:`marker_spans` with
+``anchor="anywhere"`` finds each variant's first word with ``str.find`` (a C search) and
+checks the variants there (:func:`_anywhere_spans`); with ``anchor="sentence"`` and markers
+that start with a letter or digit,
+:func:`find_markers` only tries the positions that can pass the rule -- after a sentence
+end (one C-level regex scan), at the start of the text, and right after the punctuation
+that follows a kept marker -- which gives the same list (proof in
+:func:`_sentence_occurrences`).
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import re
 from typing import NamedTuple
 
@@ -57,9 +66,11 @@ class MarkerMatch(NamedTuple):
 
 
 def _phrase_regex(phrase: str) -> str:
-    words = phrase.split()
-    parts = [re.escape(w).replace(r"\-", "[- ]") for w in words]
-    return r"[ \t]+".join(parts)
+    """The phrase as written, its first letter in either case (``[Ww]ait``)."""
+    first = phrase[0]
+    if first.upper() != first.lower():
+        return f"[{re.escape(first.upper())}{re.escape(first.lower())}]" + re.escape(phrase[1:])
+    return re.escape(phrase)
 
 
 class _Compiled(NamedTuple):
@@ -70,6 +81,10 @@ class _Compiled(NamedTuple):
     # at a position (``at``) or after a sentence end and openers (``sentence``)
     at: re.Pattern | None
     sentence: re.Pattern | None
+    # anywhere: per lower-cased first word, the lower-cased markers starting with it, longest
+    # first, and each lower-cased marker as listed
+    heads: tuple[tuple[str, tuple[str, ...]], ...]
+    spellings: dict[str, frozenset]   # lower-cased marker -> its spellings (first letter in either case)
 
 
 _CACHE: dict[tuple[str, ...], _Compiled] = {}
@@ -77,24 +92,51 @@ _CHAIN_CHARS = re.escape(_CHAIN_PUNCT + _OPENERS)
 _OPENER_RUN = re.compile(f"[{re.escape(_OPENERS)}]*")
 
 
+def _first_chars(markers) -> str:
+    """Both cases of every marker's first character, for a quick-reject character class."""
+    return "".join(sorted({re.escape(c) for m in markers for c in (m[0].upper(), m[0].lower())}))
+
+
+def _heads(markers) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The scan of :func:`_anywhere_spans`: lower-cased markers grouped by first word, each
+    group searched by the longest prefix its markers share ("let me " for the four "Let me
+    ..." markers, "hmm" for "Hmm" and "Hmmm"), with the group's markers longest first."""
+    groups: dict[str, set[str]] = {}
+    for m in markers:
+        low = m.lower()
+        groups.setdefault(low.split(" ")[0], set()).add(low)
+    merged: dict[str, set[str]] = {}
+    for word in sorted(groups, key=len):  # a first word that extends a shorter one joins it ("hmmm")
+        base = next((w for w in merged if word.startswith(w)), word)
+        merged.setdefault(base, set()).update(groups[word])
+    return tuple((os.path.commonprefix(sorted(vs)), tuple(sorted(vs, key=len, reverse=True)))
+                 for _, vs in sorted(merged.items()))
+
+
+def _spellings(markers) -> dict[str, frozenset]:
+    out: dict[str, frozenset] = {}
+    for m in markers:
+        out[m.lower()] = out.get(m.lower(), frozenset()) | {m[0].upper() + m[1:], m[0].lower() + m[1:]}
+    return out
+
+
 def _compiled(markers: tuple[str, ...]) -> _Compiled:
     hit = _CACHE.get(markers)
     if hit is None:
         alts = sorted(markers, key=len, reverse=True)  # longest first: "Maybe I can consider" over "Maybe"
         body = "|".join(f"(?P<m{i}>{_phrase_regex(m)})" for i, m in enumerate(alts))
+        plain = "|".join(_phrase_regex(m) for m in alts)  # same alternatives, same order
         # the lookahead finds one (the longest) occurrence at every start position, so
         # overlapping occurrences that start at different positions are all seen
-        pat = re.compile(rf"(?<!\w)(?=(?:{body})(?!\w))", re.IGNORECASE)
+        pat = re.compile(rf"(?<!\w)(?=(?:{body})(?!\w))")
+        # the first-character class is only a quick reject before the alternatives
+        firsts = _first_chars(markers)
         at = sentence = None
         if all(m.strip()[0].isalnum() for m in markers):  # see _sentence_occurrences
-            plain = "|".join(_phrase_regex(m) for m in alts)  # same alternatives, same order
             look = rf"(?<!\w)(?=(?P<mk>{plain})(?!\w)(?P<chain>[{_CHAIN_CHARS}]*))"
-            at = re.compile(look, re.IGNORECASE)
-            # the first-character class is only a quick reject before the alternatives
-            firsts = "".join(sorted({re.escape(m.strip()[0]) for m in markers}))
-            sentence = re.compile(rf"[{re.escape(_SENTENCE_END)}][{re.escape(_OPENERS)}]*(?=[{firsts}]){look}",
-                                  re.IGNORECASE)
-        hit = _CACHE[markers] = _Compiled(pat, alts, at, sentence)
+            at = re.compile(look)
+            sentence = re.compile(rf"[{re.escape(_SENTENCE_END)}][{re.escape(_OPENERS)}]*(?=[{firsts}]){look}")
+        hit = _CACHE[markers] = _Compiled(pat, alts, at, sentence, _heads(markers), _spellings(markers))
     return hit
 
 
@@ -207,7 +249,7 @@ def _sentence_occurrences(text: str, c: _Compiled, merge: bool = False) -> list[
 
 
 def find_markers(text: str, *, markers: tuple[str, ...] | list[str] = SBT_MARKERS,
-                 anchor: str = "sentence") -> list[MarkerMatch]:
+                 anchor: str = "anywhere") -> list[MarkerMatch]:
     """Every marker occurrence in ``text`` (see the module docstring for the rule).
 
     Parameters
@@ -243,10 +285,45 @@ def merge_spans(spans) -> list[tuple[int, int]]:
     return [(s, e) for s, e in merged]
 
 
+def _anywhere_spans(text: str, c: _Compiled) -> list[tuple[int, int]]:
+    """``anchor="anywhere"`` without trying every position: in the lower-cased text,
+    ``str.find`` (a C search) for each marker's first word, then the markers starting with
+    it, longest first; an occurrence counts when the original text has the marker as listed
+    (first letter in either case) between word boundaries (``\\w`` is ``str.isalnum`` or "_").
+    Every occurrence is found -- the longest at each start -- so the union is the reference's."""
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer ("İ"): positions would shift
+        return merge_spans(_find_markers_every_position(text, c, "anywhere"))
+    found: list[tuple[int, int]] = []
+    n, find = len(text), low.find
+    for head, variants in c.heads:
+        i = find(head)
+        while i >= 0:
+            if i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_"):
+                for v in variants:
+                    e = i + len(v)
+                    if (low.startswith(v, i) and (e == n or not (text[e].isalnum() or text[e] == "_"))
+                            and text[i:e] in c.spellings[v]):
+                        found.append((i, e))
+                        break
+            i = find(head, i + 1)
+    found.sort()
+    out: list[tuple[int, int]] = []
+    for s, e in found:
+        if out and s <= out[-1][1]:  # touching spans merge, as in merge_spans
+            if e > out[-1][1]:
+                out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
 def marker_spans(text: str, *, markers: tuple[str, ...] | list[str] = SBT_MARKERS,
-                 anchor: str = "sentence") -> list[tuple[int, int]]:
+                 anchor: str = "anywhere") -> list[tuple[int, int]]:
     """Disjoint character spans covered by at least one marker occurrence, sorted."""
     c = _check_args(text, markers, anchor)
-    if anchor != "sentence" or c.sentence is None:
+    if anchor == "anywhere":
+        return _anywhere_spans(text, c)
+    if c.sentence is None:
         return merge_spans(_find_markers_every_position(text, c, anchor))
     return _sentence_occurrences(text, c, merge=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from mta.extras import require
 from mta.progress import progress_bar
-from mta.sbt.build import build_example, token_mask
+from mta.sbt.build import BUILD_OPTIONS, build_example, check_build_options, token_mask
 from mta.sbt.scoring import score_traces
 from mta.sbt.traces import TraceError
 
@@ -116,11 +116,13 @@ class Summary:
         self.skipped: Counter = Counter()
         self.tokens_before = 0
         self.tokens_after = 0
+        self.rules: Counter = Counter()  # SBT-E / SBT-D: which rule applied, per record written
 
     def table(self, title: str) -> str:
         rows = [("records", self.records), ("written", self.kept),
                 ("already done (resumed)", self.resumed), ("skipped", sum(self.skipped.values()))]
         rows += [(f"  skipped: {r}", c) for r, c in sorted(self.skipped.items())]
+        rows += [(f"  rule: {r}", c) for r, c in sorted(self.rules.items())]
         rows += [("thinking tokens before", self.tokens_before), ("thinking tokens after", self.tokens_after)]
         w = max(len(r[0]) for r in rows)
         lines = [title, "-" * (w + 12)] + [f"{k:<{w}}  {v:>10}" for k, v in rows]
@@ -172,7 +174,7 @@ def _score_batch(recs: list, tokenizer, opts: dict) -> list:
     """``(out, before, after)`` or the error, per record, from one ``score_traces`` call; if
     the call fails as a whole (an error that is not a TraceError), each record alone."""
     results: list = [None] * len(recs)
-    where, traces, golds = [], [], []
+    where, traces, golds, problems = [], [], [], []
     for i, rec in enumerate(recs):
         try:
             trace, gold = _trace_and_gold(rec)
@@ -182,20 +184,22 @@ def _score_batch(recs: list, tokenizer, opts: dict) -> list:
         where.append(i)
         traces.append(trace)
         golds.append(gold)
+        problem = rec.get("problem", rec.get("question"))
+        problems.append(problem if isinstance(problem, str) else None)
 
-    def score(ts, gs):
-        return score_traces(ts, gs, tokenizer, beta=opts.get("beta", 0.1),
-                            anchor=opts.get("anchor", "sentence"), errors="return")
+    def score(ts, gs, ps):
+        return score_traces(ts, gs, tokenizer, beta=opts.get("beta", 0.1), problems=ps,
+                            anchor=opts.get("anchor", "anywhere"), judge=opts.get("judge"), errors="return")
 
     try:
-        scores = score(traces, golds)
+        scores = score(traces, golds, problems)
     except ImportError:
         raise
     except Exception:
         scores = []
-        for trace, gold in zip(traces, golds):
+        for trace, gold, problem in zip(traces, golds, problems):
             try:
-                scores.append(score([trace], [gold])[0])
+                scores.append(score([trace], [gold], [problem])[0])
             except ImportError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the run
@@ -212,8 +216,8 @@ def _one(rec, mode: str, tokenizer, opts: dict) -> tuple[dict, int, int]:
     problem = _field(rec, "problem")
     if not isinstance(problem, str) or not problem.strip():
         raise TraceError("malformed record", "empty problem")
-    ex = build_example(trace, gold, mode, tokenizer, masked_steps=opts.get("masked_steps", 2),
-                       anchor=opts.get("anchor", "sentence"))
+    ex = build_example(trace, gold, mode, tokenizer, problem=problem,
+                       **{k: v for k, v in opts.items() if k in BUILD_OPTIONS})
     ids, mask = token_mask(tokenizer, ex.content, ex.masked_spans)
     out = {
         "id": None,
@@ -223,7 +227,8 @@ def _one(rec, mode: str, tokenizer, opts: dict) -> tuple[dict, int, int]:
         "token_mask": mask,
         "sbt": {"method": mode, "braked": ex.braked, "steps_total": ex.steps_total,
                 "steps_kept": ex.steps_kept, "steps_masked": ex.steps_masked,
-                "first_correct_step": ex.first_correct_step,
+                "first_correct_step": ex.first_correct_step, "second_correct_step": ex.second_correct_step,
+                "rule": ex.rule, "overthink_score": round(ex.overthink_score, 6),
                 "thinking_tokens_before": ex.thinking_tokens_before,
                 "thinking_tokens_after": ex.thinking_tokens_after},
     }
@@ -303,6 +308,8 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
     out = None if out is None else Path(out)
     _check_paths(inp, out)
     require(f"mta sbt {'score' if mode == 'score' else 'build'}", "math")
+    if mode != "score":
+        check_build_options(mode, **{k: v for k, v in opts.items() if k in BUILD_OPTIONS})
     summary = Summary()
     done: Counter = Counter()
     fo = fs = None
@@ -331,6 +338,8 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
                 res = exc
             else:
                 summary.kept += 1
+                if "sbt" in record:
+                    summary.rules[record["sbt"]["rule"]] += 1
                 summary.tokens_before += before
                 summary.tokens_after += after
                 if fo is not None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 
+from mta.answers import clear_caches
 from mta.sbt import markers as mk
-from mta.sbt.answers import DIGIT_OR_BACKSLASH, NUMBER, AnswerChecker, number_value
+from mta.sbt.answers import AnswerChecker
 from mta.sbt.markers import SBT_MARKERS
 from mta.sbt.scoring import BETA, TraceScore, check_beta, score_from_counts
 from mta.sbt.traces import split_trace
@@ -16,20 +17,20 @@ __all__ = ["score_trace_reference"]
 
 
 def score_trace_reference(trace: str, gold, tokenizer=None, *, offsets=None, beta: float = BETA,
-                          anchor: str = "sentence", markers=SBT_MARKERS) -> TraceScore:
+                          anchor: str = "anywhere", markers=SBT_MARKERS, problem: str | None = None) -> TraceScore:
     """The score computed the straightforward way: the test oracle and the benchmark baseline.
 
-    What a user would write from the rule, no shortcuts: the tokenizer's ``__call__`` with
-    ``return_offsets_mapping``; one regex per marker over the thinking, occurrences sorted and
-    the anchor rule applied to each; a linear sweep over the tokens for the marker tokens; and
-    math-verify (parse + verify, no cache) on every number of every step until one equals the
-    gold, or on every step for a non-numeric gold. Same results as :func:`mta.sbt.score_trace`.
+    What a user would write from the rules, no shortcuts: the tokenizer's ``__call__`` with
+    ``return_offsets_mapping``; one regex per marker variant over the thinking, occurrences
+    sorted and the anchor rule applied to each; a linear sweep over the tokens for the marker
+    tokens; and every conclusion of every step checked against the gold in order (math-verify
+    with its caches cleared first, no scan to skip steps) until one is equal. Same results as
+    :func:`mta.sbt.score_trace` with the default (rule-based) judge.
     """
-    from math_verify import parse, verify
-
     check_beta(beta)
     t = split_trace(trace)
-    checker = AnswerChecker(gold)  # validation and the gold's value only
+    clear_caches()
+    checker = AnswerChecker(gold, problem)
     text = t.thinking
     if offsets is None:
         if tokenizer is None:
@@ -43,7 +44,7 @@ def score_trace_reference(trace: str, gold, tokenizer=None, *, offsets=None, bet
     # markers: one regex per marker, every occurrence, then the anchor rule in text order
     found = []
     for marker in markers:
-        one = re.compile(rf"(?<!\w)(?=({mk._phrase_regex(marker)})(?!\w))", re.IGNORECASE)
+        one = re.compile(rf"(?<!\w)(?=({mk._phrase_regex(marker)})(?!\w))")
         found += [(m.start(1), -m.end(1), m.end(1)) for m in one.finditer(text)]
     found.sort()
     spans, prev_end, start_seen = [], -1, -1
@@ -63,20 +64,10 @@ def score_trace_reference(trace: str, gold, tokenizer=None, *, offsets=None, bet
             j += 1
         if j < len(spans) and spans[j][0] < b:
             n_marked += 1
-    # the first step holding the answer: math-verify on every candidate
-    gold_text = checker.gold_text()
-    g = parse(gold_text, parsing_timeout=None)
+    # the first step reaching the answer: every conclusion of every step
     first = None
     for i, (s, e) in enumerate(t.steps):
-        step = text[s:e]
-        if checker.value is not None:
-            hit = any(bool(g) and bool(c := parse(m.group(0).replace(",", ""), parsing_timeout=None))
-                      and verify(g, c, timeout_seconds=None) and number_value(m, step) == checker.value
-                      for m in NUMBER.finditer(step))
-        else:
-            c = parse(step, parsing_timeout=None)
-            hit = bool(g) and bool(c) and verify(g, c, timeout_seconds=None) and bool(DIGIT_OR_BACKSLASH.search(step))
-        if hit:
-            first = i + 1
+        if checker.step_reaches(text, s, e):
+            first = i
             break
-    return score_from_counts(len(offsets), n_marked, len(t.steps), [] if first is None else [first - 1], beta)
+    return score_from_counts(len(offsets), n_marked, len(t.steps), [] if first is None else [first], beta)

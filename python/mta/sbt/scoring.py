@@ -5,12 +5,13 @@
 
 Fast path (same results as :func:`mta.sbt.reference.score_trace_reference`, the rule
 computed the obvious way): the thinking is tokenised once and marker tokens are counted by
-bisection over the offsets (:mod:`mta.sbt.tokens`), markers are searched only where the
-sentence rule can keep them (:mod:`mta.sbt.markers`), and one scan of the whole thinking
-picks the steps that can hold the gold before math-verify sees a few candidates
-(:mod:`mta.sbt.answers`). :func:`score_traces` tokenises a batch in one call and can spread
-the text work over processes. The tokenizer dominates the cost; pass ``offsets`` (e.g. from
-the generator) to skip it.
+bisection over the offsets (:mod:`mta.sbt.tokens`), markers are found in one scan
+(:mod:`mta.sbt.markers`), and one scan of the whole thinking picks the steps that can
+reach the gold before their conclusions are read (:mod:`mta.sbt.answers`).
+:func:`score_traces` tokenises a batch in one call and can spread the text work over
+processes. The tokenizer dominates the cost; pass ``offsets`` (e.g. from the generator) to
+skip it. Which steps reach the answer is the judge's call (:mod:`mta.sbt.judge`; the
+rule-based one by default).
 
 Steps and ``<think>`` parsing: :mod:`mta.sbt.traces`.
 """
@@ -21,7 +22,7 @@ from bisect import bisect_left
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 
-from mta.sbt.answers import AnswerChecker
+from mta.sbt.judge import judge_steps
 from mta.sbt.markers import SBT_MARKERS, marker_spans
 from mta.sbt.tokens import batch_token_offsets, count_covered_tokens, covered_token_starts, token_offsets
 from mta.sbt.traces import Trace, TraceError, split_trace, thinking_and_answer
@@ -63,28 +64,29 @@ class TraceAnalysis:
     correct_steps: list[int]  # 0-based indices of steps holding the answer (up to what was asked)
 
 
-def _prepare(trace: str, gold, tokenizer, offsets, anchor, markers):
-    """(split trace, answer checker, token offsets of the thinking, marker spans)."""
+def _prepare(trace: str, gold, tokenizer, offsets, anchor, markers, problem, judge, want_correct):
+    """(split trace, correct steps, token offsets of the thinking, marker spans)."""
     t = split_trace(trace)
-    checker = AnswerChecker(gold)
+    correct = judge_steps(judge, t.thinking, t.steps, gold, problem, want_correct)
     if offsets is None:
         if tokenizer is None:
             raise ValueError("tokenizer: pass a tokenizer (or offsets) to count thinking tokens")
         offsets = token_offsets(tokenizer, t.thinking)
-    return t, checker, offsets, marker_spans(t.thinking, anchor=anchor, markers=markers)
+    return t, correct, offsets, marker_spans(t.thinking, anchor=anchor, markers=markers)
 
 
-def analyse_trace(trace: str, gold, tokenizer=None, *, offsets=None, anchor="sentence",
-                  markers=SBT_MARKERS, want_correct: int = 1) -> TraceAnalysis:
-    """Split, tokenise and check one trace, keeping the per-token detail that
+def analyse_trace(trace: str, gold, tokenizer=None, *, offsets=None, anchor="anywhere",
+                  markers=SBT_MARKERS, want_correct: int | None = 1, problem: str | None = None,
+                  judge=None) -> TraceAnalysis:
+    """Split, tokenise and judge one trace, keeping the per-token detail that
     :func:`prefix_scores` needs.
 
     Parameters
     ----------
-    trace, gold, tokenizer, offsets, anchor, markers
+    trace, gold, tokenizer, offsets, anchor, markers, problem, judge
         As in :func:`score_trace`.
     want_correct : int or None
-        How many steps holding the answer to find (None: all).
+        How many steps reaching the answer to find (None: all the judge gives).
 
     Returns
     -------
@@ -95,9 +97,9 @@ def analyse_trace(trace: str, gold, tokenizer=None, *, offsets=None, anchor="sen
     TraceError
         As :func:`score_trace`.
     """
-    t, checker, offsets, spans = _prepare(trace, gold, tokenizer, offsets, anchor, markers)
+    t, correct, offsets, spans = _prepare(trace, gold, tokenizer, offsets, anchor, markers, problem, judge,
+                                          want_correct)
     marked = covered_token_starts(offsets, spans)
-    correct = checker.correct_steps(t.thinking, t.steps, want_correct)
     return TraceAnalysis(t, offsets, marked, correct)
 
 
@@ -121,7 +123,8 @@ def check_beta(beta: float) -> None:
 
 
 def score_trace(trace: str, gold, tokenizer=None, *, offsets=None, beta: float = BETA,
-                anchor: str = "sentence", markers=SBT_MARKERS) -> TraceScore:
+                anchor: str = "anywhere", markers=SBT_MARKERS, problem: str | None = None,
+                judge=None) -> TraceScore:
     """Overthink score of one trace.
 
     Parameters
@@ -129,7 +132,7 @@ def score_trace(trace: str, gold, tokenizer=None, *, offsets=None, beta: float =
     trace : str
         ``<think>…</think>answer`` (the opening tag is optional).
     gold : str or number
-        The gold final answer (checked with math-verify).
+        The gold final answer (read in LaTeX mode; equality decided by math-verify).
     tokenizer : transformers fast tokenizer or tokenizers.Tokenizer
         Counts thinking and marker tokens. Not needed when ``offsets`` is given.
     offsets : sequence of (start, end) or array of shape (tokens, 2), optional
@@ -137,54 +140,44 @@ def score_trace(trace: str, gold, tokenizer=None, *, offsets=None, beta: float =
         an integer NumPy array is counted fastest.
     beta : float
         Weight of κ (0.1 in the paper).
-    anchor : {"sentence", "anywhere"}
-        Marker rule, see :mod:`mta.sbt.markers`.
+    anchor : {"anywhere", "sentence"}
+        Marker rule, see :mod:`mta.sbt.markers` (every occurrence by default, as Eq. 2).
+    problem : str, optional
+        The question; the rule-based judge does not take a restated quantity of it for the
+        answer.
+    judge : callable, optional
+        Which steps reach the answer (:mod:`mta.sbt.judge`); the rule-based judge by default.
 
     Returns
     -------
     TraceScore
-        ``score`` and ``eta`` are None when no step holds the gold answer.
+        ``score`` and ``eta`` are None when no step reaches the gold answer.
 
     Raises
     ------
     TraceError
-        The trace has no ``</think>``, empty thinking, no answer, or the gold is unusable.
+        The trace has no ``</think>``, empty thinking, no answer, the gold is unusable, or an
+        answer check timed out.
 
     See Also
     --------
     score_traces : many traces, one tokenizer call, optional worker processes.
     """
     check_beta(beta)
-    t, checker, offsets, spans = _prepare(trace, gold, tokenizer, offsets, anchor, markers)
-    correct = checker.correct_steps(t.thinking, t.steps, 1)
+    t, correct, offsets, spans = _prepare(trace, gold, tokenizer, offsets, anchor, markers, problem, judge, 1)
     return score_from_counts(len(offsets), count_covered_tokens(offsets, spans), len(t.steps), correct, beta)
 
 
-def _gold_key(gold):
-    """Hashable key of a gold answer for the per-batch checker cache (None: don't cache)."""
-    if isinstance(gold, str):
-        return gold
-    if isinstance(gold, (int, float)) and not isinstance(gold, bool):
-        return str(gold)
-    return None
-
-
-def _text_chunk(items, anchor, markers, keep_text: bool):
-    """The tokenizer-free part of :func:`score_traces` for ``(trace, gold)`` pairs (in a worker
-    process or not): ``(thinking or None, steps, marker spans, correct steps)`` or the
-    TraceError, in the order :func:`score_trace` checks things."""
-    out, checkers = [], {}
-    for trace, gold in items:
+def _text_chunk(items, anchor, markers, keep_text: bool, judge=None):
+    """The tokenizer-free part of :func:`score_traces` for ``(trace, gold, problem)`` triples
+    (in a worker process or not): ``(thinking or None, steps, marker spans, correct steps)``
+    or the TraceError, in the order :func:`score_trace` checks things."""
+    out = []
+    for trace, gold, problem in items:
         try:
             t = split_trace(trace)
-            key = _gold_key(gold)
-            checker = checkers.get(key) if key is not None else None
-            if checker is None:
-                checker = AnswerChecker(gold)
-                if key is not None:
-                    checkers[key] = checker
+            correct = judge_steps(judge, t.thinking, t.steps, gold, problem, 1)
             spans = marker_spans(t.thinking, anchor=anchor, markers=markers)
-            correct = checker.correct_steps(t.thinking, t.steps, 1)
             out.append((t.thinking if keep_text else None, len(t.steps), spans, correct))
         except TraceError as exc:
             out.append(exc)
@@ -192,13 +185,14 @@ def _text_chunk(items, anchor, markers, keep_text: bool):
 
 
 def score_traces(traces, golds, tokenizer=None, *, offsets=None, beta: float = BETA,
-                 anchor: str = "sentence", markers=SBT_MARKERS, errors: str = "raise",
-                 workers: int | Executor | None = None, chunk_size: int = 64) -> list:
+                 anchor: str = "anywhere", markers=SBT_MARKERS, problems=None, judge=None,
+                 errors: str = "raise", workers: int | Executor | None = None, chunk_size: int = 64) -> list:
     """Overthink scores of many traces; the same results as :func:`score_trace` on each.
 
     The thinking texts are tokenised in one ``encode_batch`` call (parallel in the Rust
-    tokenizer), each distinct gold is parsed once, and with ``workers`` the text work
-    (markers, answer checks) runs in worker processes while this one tokenises.
+    tokenizer), each distinct gold is read once (the rule judge caches its checkers), and
+    with ``workers`` the text work (markers, answer checks) runs in worker processes while
+    this one tokenises.
 
     Parameters
     ----------
@@ -211,8 +205,10 @@ def score_traces(traces, golds, tokenizer=None, *, offsets=None, beta: float = B
     offsets : sequence, optional
         Per trace, the token offsets of its thinking text, precomputed: a list of
         ``(start, end)`` or an integer array of shape (tokens, 2).
-    beta, anchor, markers
-        As in :func:`score_trace`.
+    beta, anchor, markers, judge
+        As in :func:`score_trace` (a judge given with ``workers`` must pickle).
+    problems : sequence of str or None, optional
+        One question per trace (see :func:`score_trace`'s ``problem``).
     errors : {"raise", "return"}
         A trace that cannot be scored raises its TraceError (``"raise"``) or leaves the
         TraceError in its place in the result (``"return"``).
@@ -241,6 +237,9 @@ def score_traces(traces, golds, tokenizer=None, *, offsets=None, beta: float = B
     traces, golds = list(traces), list(golds)
     if len(golds) != len(traces):
         raise ValueError(f"golds: {len(golds)} answers for {len(traces)} traces")
+    problems = [None] * len(traces) if problems is None else list(problems)
+    if len(problems) != len(traces):
+        raise ValueError(f"problems: {len(problems)} problems for {len(traces)} traces")
     if offsets is not None:
         offsets = list(offsets)
         if len(offsets) != len(traces):
@@ -251,7 +250,7 @@ def score_traces(traces, golds, tokenizer=None, *, offsets=None, beta: float = B
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
     markers = tuple(markers)
     marker_spans("", anchor=anchor, markers=markers)  # bad anchor / markers: ValueError now
-    items = list(zip(traces, golds))
+    items = list(zip(traces, golds, problems))
 
     own_pool = None
     executor = workers if isinstance(workers, Executor) else None
@@ -266,17 +265,17 @@ def score_traces(traces, golds, tokenizer=None, *, offsets=None, beta: float = B
             own_pool = executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         if executor is None:
-            parts = _text_chunk(items, anchor, markers, offsets is None)
+            parts = _text_chunk(items, anchor, markers, offsets is None, judge)
             if offsets is None:
                 texts = [p[0] for p in parts if not isinstance(p, TraceError)]
                 it = iter(batch_token_offsets(tokenizer, texts))
                 offsets = [None if isinstance(p, TraceError) else next(it) for p in parts]
         else:
-            futures = [executor.submit(_text_chunk, items[i:i + chunk_size], anchor, markers, False)
+            futures = [executor.submit(_text_chunk, items[i:i + chunk_size], anchor, markers, False, judge)
                        for i in range(0, len(items), chunk_size)]
             if offsets is None:  # tokenise here while the workers do the text work
                 texts, where = [], []
-                for i, (trace, _) in enumerate(items):
+                for i, (trace, _, _) in enumerate(items):
                     try:
                         texts.append(thinking_and_answer(trace)[0])
                         where.append(i)
