@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from mta.progress import progress_bar
 
 from benchmarks import harness
 
@@ -193,7 +193,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
         model = load(setup.model, device)
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         tag = dict(model=setup.model, dtype=dtype, family="inference")
-        bar = tqdm(total=3, desc=f"inference {setup.model}", unit="case")
+        bar = progress_bar(total=3, desc=f"inference {setup.model}", unit="case")
         sc = [dict(r, new_tokens=setup.new_tokens, **tag) for r in _self_consistency(model, setup, device)]
         bar.update(1)
         steps = [dict(r, **tag) for r in _schedule_steps(model, setup, device)]

@@ -32,7 +32,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import torch
-from tqdm import tqdm
+from mta.progress import progress_bar
 
 from benchmarks import harness
 
@@ -145,7 +145,7 @@ def run(device: torch.device, mode: str, bandwidth: float) -> list[dict]:
     ``rows_equal_per_row`` (rows whose text and switch point are the same both ways).
     """
     rows = []
-    for setup in tqdm(setups(mode, device), desc="wsd", unit="setup"):
+    for setup in progress_bar(setups(mode, device), desc="wsd", unit="setup"):
         rows += _time_setup(setup, device)
     return rows
 

@@ -106,38 +106,26 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub) -> None:
-    """Add ``eval`` and ``sweep`` to the ``mta`` subparsers."""
-    from mta.eval.registry import TECHNIQUES
+def _eval_arguments(ev: argparse.ArgumentParser) -> None:
+    from mta.eval.registry import TECHNIQUES  # imports torch: only when `mta eval` runs
 
-    ev = sub.add_parser(
-        "eval", help="evaluate techniques on a data set with a model (resumable; table, JSONL, plots)",
-        description="Run each technique on each problem, check the answers with math-verify, and write "
-        "records.jsonl (one line per problem, resumable), samples.jsonl (one per problem and sample), "
-        "summary.md/json (accuracy, mean tokens, wall time per technique) and accuracy_vs_tokens.png. "
-        "Started again on the same --out, it continues where it stopped.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="techniques (NAME[:key=value,...]; decoding keys temperature, top_k, top_p, min_p, "
-        "max_new_tokens override the flags):\n"
-        "  greedy                      temperature 0\n"
-        "  sample                      one sample at --temperature\n"
-        "  edt:theta=0.5,base=0.8      entropy-adaptive temperature (per-step schedule)\n"
-        "  sc:n=8,vote=majority        self-consistency (vote=weighted: probability-weighted)\n"
-        "  bon:n=8,selector=mean_logprob   best-of-N (selector: logprob, mean_logprob, oracle)\n"
-        "  braking:max_thinking_tokens=96  thinking with Self-Braking (BrakingConfig fields)\n"
-        f"known: {', '.join(TECHNIQUES)}")
+    ev.epilog = ("techniques (NAME[:key=value,...]; decoding keys temperature, top_k, top_p, min_p, "
+                 "max_new_tokens override the flags):\n"
+                 "  greedy                      temperature 0\n"
+                 "  sample                      one sample at --temperature\n"
+                 "  edt:theta=0.5,base=0.8      entropy-adaptive temperature (per-step schedule)\n"
+                 "  sc:n=8,vote=majority        self-consistency (vote=weighted: probability-weighted)\n"
+                 "  bon:n=8,selector=mean_logprob   best-of-N (selector: logprob, mean_logprob, oracle)\n"
+                 "  braking:max_thinking_tokens=96  thinking with Self-Braking (BrakingConfig fields)\n"
+                 f"known: {', '.join(TECHNIQUES)}")
     _data_and_decoding(ev)
     ev.add_argument("--technique", "-t", action="append", metavar="SPEC",
                     help="a technique (repeatable; default: greedy)")
     ev.add_argument("--out", type=Path, default=None, help="run directory (default eval-runs/<data>-<model>)")
     ev.add_argument("--overwrite", action="store_true", help="start the run directory over instead of resuming")
-    ev.set_defaults(func=_eval)
 
-    sw = sub.add_parser(
-        "sweep", help="accuracy and tokens over a grid of temperature / top-p / top-k / min-p",
-        description="Sample every grid point on every problem (batched: one generate call per "
-        "--batch-size prompts, each with its own parameters) and write sweep.md (table) and "
-        "sweep.png (heat maps of accuracy and mean tokens).")
+
+def _sweep_arguments(sw: argparse.ArgumentParser) -> None:
     _data_and_decoding(sw)
     for name, flag in (("temperature", "--temperatures"), ("top_p", "--top-ps"), ("top_k", "--top-ks"),
                        ("min_p", "--min-ps")):
@@ -145,4 +133,24 @@ def add_parsers(sub) -> None:
                         help=f"{name} values to sweep")
     sw.add_argument("--n", type=int, default=1, help="samples per grid point and problem (default 1)")
     sw.add_argument("--out", default="sweep-runs/latest", help="output directory (default sweep-runs/latest)")
-    sw.set_defaults(func=_sweep)
+
+
+def add_parsers(sub) -> None:
+    """Add ``eval`` and ``sweep`` to the ``mta`` subparsers (a ``LazyParser`` sub-command
+    set: the options, which import torch, are built when the command is used)."""
+    sub.add_parser(
+        "eval", help="evaluate techniques on a data set with a model (resumable; table, JSONL, plots)",
+        description="Run each technique on each problem, check the answers with math-verify, and write "
+        "records.jsonl (one line per problem, resumable), samples.jsonl (one per problem and sample), "
+        "summary.md/json (accuracy, mean tokens, wall time per technique) and accuracy_vs_tokens.png. "
+        "Started again on the same --out, it continues where it stopped.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        populate=_eval_arguments,
+    ).set_defaults(func=_eval)
+    sub.add_parser(
+        "sweep", help="accuracy and tokens over a grid of temperature / top-p / top-k / min-p",
+        description="Sample every grid point on every problem (batched: one generate call per "
+        "--batch-size prompts, each with its own parameters) and write sweep.md (table) and "
+        "sweep.png (heat maps of accuracy and mean tokens).",
+        populate=_sweep_arguments,
+    ).set_defaults(func=_sweep)

@@ -145,8 +145,7 @@ def run_eval(
     EvalReport
         Per (model, technique): accuracy, mean tokens, wall time; ``.markdown()``.
     """
-    from tqdm.auto import tqdm
-
+    from mta.progress import progress_bar
     from mta_kernels._validation import check_int
 
     batch_size = check_int(batch_size, "batch_size", lo=1)
@@ -172,8 +171,8 @@ def run_eval(
             if loaded is None:
                 loaded = spec() if callable(spec) else spec
             model, tokenizer = loaded
-            bar = tqdm(total=len(problems), initial=len(problems) - sum(len(t) for _, t in todo_batches),
-                       desc=f"{model_name} / {technique.name}", unit="item", disable=not progress)
+            bar = progress_bar(total=len(problems), initial=len(problems) - sum(len(t) for _, t in todo_batches),
+                               desc=f"{model_name} / {technique.name}", unit="item", enabled=progress)
             for batch, todo in todo_batches:
                 batch_problems = [p for _, p in todo]
                 results = technique.run(model, tokenizer, batch_problems,

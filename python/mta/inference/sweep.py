@@ -156,9 +156,8 @@ def sweep(model, tokenizer, problems: Sequence[Problem], grid: Mapping[str, Sequ
     SweepResult
         ``.points`` (accuracy, mean tokens, time per point), ``.table()``, ``.plot(path)``.
     """
-    from tqdm.auto import tqdm
-
     from mta.generation.engine import generate
+    from mta.progress import progress_bar
     from mta_kernels._validation import check_int
 
     n = check_int(n, "n", lo=1)
@@ -172,7 +171,7 @@ def sweep(model, tokenizer, problems: Sequence[Problem], grid: Mapping[str, Sequ
     tokens = [0] * len(points)
     correct = [0] * len(points)
     seconds = [0.0] * len(points)
-    bar = tqdm(total=len(jobs), desc="sweep", unit="prompt", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="sweep", unit="prompt", enabled=progress)
     for b0 in range(0, len(jobs), batch_size):
         chunk = jobs[b0:b0 + batch_size]
         params = {k: [points[pi][k] for pi, _ in chunk] for k in SWEEP_PARAMS}

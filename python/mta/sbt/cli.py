@@ -36,8 +36,6 @@ def _run(args: argparse.Namespace) -> int:
         require(command, "transformers", modules=("tokenizers",))
         from mta.sbt.pipeline import load_tokenizer, run_jsonl
 
-        if args.sbt_command == "build" and args.masked_steps < 0:
-            raise ValueError(f"--masked-steps must be >= 0, got {args.masked_steps}")
         tok = load_tokenizer(args.tokenizer, backend_only=True)
         if args.sbt_command == "score":
             s = run_jsonl(args.input, args.out, "score", tok, overwrite=args.overwrite,

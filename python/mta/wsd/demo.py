@@ -109,11 +109,11 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the demo; print the per-problem table and the summary; return the exit status."""
     import torch
-    from tqdm.auto import tqdm
 
     from mta.answers import extract_answer, is_correct
     from mta.data import load_dataset
     from mta.generation.engine import generate
+    from mta.progress import progress_bar
     from mta.wsd.decode import weak_to_strong_decode
 
     for name in ("limit", "batch_size"):
@@ -128,7 +128,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     records, wsd_s, draft_s = [], 0.0, 0.0
     batches = [problems[i: i + args.batch_size] for i in range(0, len(problems), args.batch_size)]
-    for batch in tqdm(batches, desc="wsd batches", disable=args.no_progress):
+    for batch in progress_bar(batches, desc="wsd batches", enabled=not args.no_progress):
         out = weak_to_strong_decode(
             drafter, dtok, base, btok, [p.question for p in batch], base_prompts=[base_prompt(p.question) for p in batch],
             window=args.window, gamma=args.gamma, max_draft_tokens=args.max_draft_tokens,

@@ -105,12 +105,12 @@ def score_drafts(
     del hidden
     targets = torch.tensor([t for d in draft_ids for t in d], dtype=torch.int64, device=device)
 
-    from tqdm.auto import tqdm
+    from mta.progress import progress_bar
 
     starts = range(0, targets.numel(), _TOKENS_PER_CALL)
     parts = [
         _head_logprobs(model, gathered[s: s + _TOKENS_PER_CALL], targets[s: s + _TOKENS_PER_CALL])
-        for s in tqdm(starts, desc="wsd score", unit="chunk", disable=not progress, leave=False)
+        for s in progress_bar(starts, desc="wsd score", unit="chunk", enabled=progress, leave=False)
     ]
     flat = torch.cat(parts).tolist()
     out, at = [], 0
