@@ -5,6 +5,8 @@
     mta bench [args...]    the benchmark runner (benchmarks/run.py); `mta bench --help`
     mta info               versions, backends, whether the C++ extension loaded
     mta sbt score|build    Self-Braking Tuning: score traces, build SBT-E / SBT-D data
+    mta rl train|plot      GRPO / DAPO training on verifiable rewards, plots of a run
+    mta align passk        Model-Task Alignment: pass@k curves and the alignment verdict
 
 Every command takes ``--help``.
 """
@@ -167,7 +169,16 @@ def _parser() -> argparse.ArgumentParser:
     from mta.sbt.cli import add_parser as _add_sbt
 
     _add_sbt(sub)
+    _add_rl_and_align(sub)
     return parser
+
+
+def _add_rl_and_align(sub) -> None:
+    """``mta rl ...`` and ``mta align ...`` (mta.rl.cli)."""
+    from mta.rl.cli import add_align_parser, add_rl_parser
+
+    add_rl_parser(sub)
+    add_align_parser(sub)
 
 
 def _mta_version() -> str:
