@@ -43,6 +43,7 @@ FAMILIES = {
     "sbt": "benchmarks.bench_sbt",
     "mixing": "benchmarks.bench_mixing",
     "overhead": "benchmarks.bench_overhead",
+    "train": "benchmarks.bench_train",
 }
 
 

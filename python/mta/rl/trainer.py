@@ -7,7 +7,9 @@ One step:
 2. **old log-probs**: recomputed teacher-forced by :func:`mta.rl.logprobs.sequence_logprobs`
    (``mk.linear_token_logprobs``) at the sampling temperature, in the micro-batches the
    first epoch trains in — so the first epoch's first mini-batch sees a ratio of exactly 1 —
-   with the token entropies, and the reference model's log-probs when ``kl_coef > 0``;
+   with the token entropies, and the reference model's log-probs when ``kl_coef > 0``.
+   On-policy (one epoch, one mini-batch) they are taken from the training forward itself,
+   detached: the same numbers, one forward pass fewer;
 3. **advantages** per group (``mk.group_advantages``), PSR / NSR selection;
 4. **update**: ``ppo_epochs`` passes over the batch in mini-batches; each mini-batch
    accumulates the gradients of its micro-batches (``mk.policy_loss``), clips the gradient
@@ -203,13 +205,18 @@ class Trainer:
         micros = [m for lo, hi in minis for m in _chunks(lo, hi, cfg.micro_batch_size)]
         packs = {m: pack(prompts[m[0]:m[1]], responses[m[0]:m[1]], self.pad_id, self.device, width=R) for m in micros}
 
+        # On-policy (one epoch, one mini-batch) the recomputed old log-probs are, bit for bit,
+        # those of the training forward (tests/test_rl_trainer.py): take them from it, detached,
+        # and skip a forward pass over the batch (TRL does the same when num_iterations == 1).
+        on_policy = cfg.ppo_epochs == 1 and len(minis) == 1 and cfg.old_logprobs == "recompute"
         t0 = time.perf_counter()
         old = torch.zeros((B, R), dtype=torch.float32, device=self.device)
         entropy = torch.zeros((B, R), dtype=torch.float32, device=self.device)
         ref = torch.zeros((B, R), dtype=torch.float32, device=self.device) if self.reference is not None else None
         with torch.no_grad():
             for lo, hi in micros:
-                old[lo:hi], entropy[lo:hi] = self._logprobs(model, packs[(lo, hi)], entropy=True)
+                if not on_policy:
+                    old[lo:hi], entropy[lo:hi] = self._logprobs(model, packs[(lo, hi)], entropy=True)
                 if ref is not None:
                     ref[lo:hi] = self._logprobs(self.reference, packs[(lo, hi)])[0]
         if cfg.old_logprobs == "rollout":  # allowed only without filters (RLConfig.validate)
@@ -229,11 +236,13 @@ class Trainer:
                     w = share(mask[mlo:mhi], mask[lo:hi], cfg.loss_agg)
                     if w == 0.0:
                         continue
-                    logp, _ = self._logprobs(model, packs[(mlo, mhi)])
+                    logp, ent = self._logprobs(model, packs[(mlo, mhi)], entropy=on_policy)
+                    if on_policy:
+                        old[mlo:mhi], entropy[mlo:mhi] = logp.detach(), ent
                     loss, stats = micro_batch_loss(logp, old[mlo:mhi], advantages[mlo:mhi], mask[mlo:mhi],
                                                    ref[mlo:mhi] if ref is not None else None, cfg)
                     (loss * w).backward()
-                    if epoch == 0 and lo == 0:  # the first mini-batch: ratio exactly 1
+                    if epoch == 0 and lo == 0 and not on_policy:  # the first mini-batch: ratio exactly 1
                         dev = float((logp.detach() - old[mlo:mhi]).abs()[mask[mlo:mhi]].max())
                         first_dev = dev if first_dev is None else max(first_dev, dev)
                     for k, v in stats.items():
@@ -255,7 +264,7 @@ class Trainer:
             "entropy": float((entropy * m).sum() / m.sum().clamp(min=1)),
             "grad_norm": sum(norms) / max(optimizer_steps, 1),
             "nonfinite_grad_steps": sum(1 for n in norms if not math.isfinite(n)),
-            "optimizer_steps": optimizer_steps, "first_logratio_max": first_dev,
+            "optimizer_steps": optimizer_steps, "first_logratio_max": first_dev, "old_logprob_pass": not on_policy,
             "trained_sequences": B, "trained_tokens": int(mask.sum()),
             "advantage_nonzero_fraction": float((advantages != 0).float().mean()),
             "logprob_s": logprob_s, "train_s": train_s, "optimizer_s": opt_s,
