@@ -52,6 +52,8 @@ def test_resumed_run_equals_the_uninterrupted_one(tmp_path):
     assert trained and all(r["old_logprob_pass"] and r["first_logratio_max"] == 0.0 for r in trained)
     for p, q in zip(resumed.model.parameters(), make_trainer(tmp_path / "a", **kw | {"resume": True}).model.parameters()):
         assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="lr differ"):
+        make_trainer(tmp_path / "a", **kw | {"resume": True, "lr": 1.0})
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path):

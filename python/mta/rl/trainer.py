@@ -43,6 +43,8 @@ from mta.rl.stream import PromptStream
 
 __all__ = ["Trainer", "lr_factor"]
 
+# Fields a resumed run may change: they do not alter what the next step computes.
+RESUMABLE_CHANGES = ("steps", "progress", "save_every", "eval_every", "resume", "run_dir", "device")
 # Keys of a metrics row that measure time, not the run (they differ between identical runs).
 TIMING_KEYS = ("_s", "tokens_per_s")
 
@@ -142,6 +144,11 @@ class Trainer:
 
     def _restore(self) -> None:
         model_state, state = ckpt.load_checkpoint(self.run_dir, self.device)
+        saved, now = state["config"], self.cfg.to_dict()
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+        if changed:
+            raise ValueError(f"{self.run_dir} holds a run with other settings ({', '.join(changed)} differ): resuming "
+                             "would not continue the same run; use another run_dir or resume = false")
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
