@@ -33,14 +33,9 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import torch
 from tqdm import tqdm
@@ -344,18 +339,3 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_const", dest="mode", const="quick")
-    parser.add_argument("--full", action="store_const", dest="mode", const="full")
-    parser.add_argument("--plot", type=Path, help="write the PNG here")
-    args = parser.parse_args()
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    mode = args.mode or ("full" if dev.type == "cuda" else "quick")
-    result_rows = run(dev, mode, harness.copy_bandwidth(dev))
-    print(markdown(result_rows))
-    if args.plot:
-        plot(result_rows, args.plot, f"train — {harness.device_name(dev)}")

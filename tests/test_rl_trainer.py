@@ -151,3 +151,19 @@ def test_teacher_forced_logprobs_equal_the_engines_without_filters(temperature):
         full, _ = sequence_logprobs(model, packed, temperature)
     gap = torch.tensor(filtered.logprobs) - full
     assert (gap > -1e-4).all() and gap.max() > 0.05
+
+
+@pytest.mark.parametrize("changes", [
+    {"reward": "random_format"}, {"reward": "incorrect"}, {"reward": "format"}, {"reward": "entropy"},
+    {"reward": "majority"}, {"objective": "psr"}, {"objective": "nsr"}, {"objective": "weighted"},
+    {"advantage": "rloo", "dual_clip": 3.0, "loss_agg": "seq-mean-token-mean"},
+    {"bf16": True},  # the autocast path (CPU autocast here; the GPU default)
+])
+def test_every_variant_runs_in_the_trainer(tmp_path, changes):
+    trainer = make_trainer(tmp_path, steps=2, ppo_epochs=2, micro_batch_size=16, dynamic_sampling=False, **changes)
+    rows = [trainer.step(), trainer.step()]  # (train() would also checkpoint and plot)
+    assert len(rows) == 2 and all(math.isfinite(r["grad_norm"]) and r["optimizer_steps"] == 2 for r in rows)
+    if changes.get("reward") == "entropy":  # minus the mean token entropy: negative rewards
+        assert all(r["reward"] < 0 for r in rows)
+    if changes.get("objective") in ("psr", "nsr"):  # about half the samples keep an advantage
+        assert all(0 < r["advantage_nonzero_fraction"] < 1 for r in rows)
