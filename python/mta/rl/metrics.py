@@ -91,6 +91,8 @@ def plot_metrics(rows_or_path, out: str | Path, title: str | None = None) -> Pat
                 ax2 = ax.twinx()
                 ax2.plot(*zip(*points), "k:", label=label)
                 ax2.set_ylabel(label)
+        if name.startswith("tokens / s") and ax.lines:
+            ax.set_yscale("log")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)

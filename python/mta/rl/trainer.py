@@ -99,6 +99,8 @@ class Trainer:
         self.device = resolve_device(cfg.device) if model is None else model.device
         if model is None:
             model, tokenizer = load_model(cfg.model, self.device, seed=cfg.seed)
+        elif tokenizer is None:
+            raise ValueError("a model passed to Trainer needs its tokenizer (tokenizer=None)")
         check_chat_template(tokenizer, cfg.chat_template)
         check_lm_head(model)
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -275,7 +277,8 @@ class Trainer:
             "trained_sequences": B, "trained_tokens": int(mask.sum()),
             "advantage_nonzero_fraction": float((advantages != 0).float().mean()),
             "logprob_s": logprob_s, "train_s": train_s, "optimizer_s": opt_s,
-            "logprob_tokens_per_s": tokens / max(logprob_s, 1e-9),
+            # on-policy there is no old-log-prob pass (only the reference's, if any): no rate to report
+            "logprob_tokens_per_s": tokens / max(logprob_s, 1e-9) if not on_policy or ref is not None else None,
             "train_tokens_per_s": tokens * cfg.ppo_epochs / max(train_s, 1e-9),
         })
         return out
