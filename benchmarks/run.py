@@ -46,6 +46,7 @@ FAMILIES = {
     "overhead": "benchmarks.bench_overhead",
     "inference": "benchmarks.bench_inference",
     "wsd": "benchmarks.bench_wsd",
+    "train": "benchmarks.bench_train",
 }
 
 

@@ -56,7 +56,7 @@ TEST_MARKERS="not smollm2 and not gemma and not vllm"
 TEST_TIMEOUT_S="${MTA_TEST_TIMEOUT:-120}"   # per test
 TESTS_BUDGET_S=330                           # the whole pytest run (the build comes before)
 # Benchmark families and the seconds each may take (sum under 5 minutes with the start-up).
-BENCH_FAMILIES=(sampling:75 mixing:45 braking:25 logprobs:30 rl:20 generate:45 overhead:15)
+BENCH_FAMILIES=(sampling:60 mixing:35 braking:20 logprobs:25 rl:15 generate:40 overhead:10 inference:30 wsd:20 train:30)
 
 run() {  # run CMD..., or only print it on a dry run
   if [ "$DRY" = 1 ]; then echo "[dry-run] $*"; else "$@"; fi

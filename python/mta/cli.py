@@ -9,6 +9,8 @@
     mta eval               techniques x data set x model: accuracy, tokens, wall time (resumable)
     mta sweep              accuracy and tokens over a temperature / top-p / top-k / min-p grid
     mta wsd                Weak-to-Strong Decoding on GSM8K: SmolLM2 drafts, Gemma-3 takes over
+    mta rl train|plot      GRPO / DAPO training on verifiable rewards, plots of a run
+    mta align passk        Model-Task Alignment: pass@k curves and the alignment verdict
 
 Every command takes ``--help``.
 """
@@ -210,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
         "the base model takes over at the switch point; accuracy and tokens per side.",
         populate=_wsd_arguments,
     ).set_defaults(func=cmd_wsd)
+    _add_rl_and_align(sub)
     return parser
 
 
@@ -218,6 +221,14 @@ def _add_eval(sub) -> None:
     from mta.eval.cli import add_parsers
 
     add_parsers(sub)
+
+
+def _add_rl_and_align(sub) -> None:
+    """``mta rl ...`` and ``mta align ...`` (mta.rl.cli)."""
+    from mta.rl.cli import add_align_parser, add_rl_parser
+
+    add_rl_parser(sub)
+    add_align_parser(sub)
 
 
 def _mta_version() -> str:

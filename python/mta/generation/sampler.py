@@ -11,6 +11,10 @@ imports neither :mod:`mta.mixing` nor any other sampler.
 per-row temperature / top-k / top-p / min-p tensors on the device, written in place into the
 tensors the fused kernel reads (``generate(schedule=...)``; schedules in
 :mod:`mta.inference.schedules`).
+
+A sampler that also has ``keep_rows(index)`` lets the loop drop finished rows
+(``generate(compact_every=...)``); one without it (the mixing sampler, whose lockstep
+models hold their own caches) makes that option a clear error.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 import mta_kernels as mk
 from mta.generation.params import SamplingParams
 from mta_kernels._validation import sampling_rows
+from mta_kernels.sampling.ops import SAMPLE
 
 __all__ = ["DecodeSampler", "ParamSchedule", "PlainSampler", "SamplerFactory", "ScheduledSampler", "StepContext"]
 
@@ -52,16 +57,35 @@ class SamplerFactory(Protocol):
 
 
 class PlainSampler:
-    """:class:`mta_kernels.Sampler` over ``B = prompts * n`` rows: one fused kernel call per step."""
+    """:class:`mta_kernels.Sampler` over ``B = prompts * n`` rows: one fused kernel call per step.
+
+    After :meth:`keep_rows` it samples only the kept rows, yet still draws the ``B`` uniforms
+    of the full batch each step and uses the kept rows' ones: every row then gets the same
+    draw as in the uncompacted loop, so a seeded generation does not depend on compaction.
+    """
 
     def __init__(self, params: SamplingParams, batch_size: int, device: torch.device):
+        self._params, self._batch_size, self._device = params, batch_size, device
+        self._rows: torch.Tensor | None = None  # original rows still sampled; None: all of them
         self._sampler = mk.Sampler(batch_size, device, params.temperature, params.top_k, params.top_p, params.min_p)
 
     def prefill(self, logits: torch.Tensor) -> None:
         pass
 
     def sample(self, logits: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._sampler(logits, generator=generator)
+        if self._rows is None:
+            return self._sampler(logits, generator=generator)
+        uniform = torch.rand(self._batch_size, generator=generator, device=self._device, dtype=torch.float32)
+        return self._kernel(logits.contiguous(), *self._sampler.params, uniform[self._rows])
+
+    def keep_rows(self, index: torch.Tensor) -> None:
+        """Sample only rows ``index`` ([B'] int64 positions in the current rows) from now on:
+        the sampler is rebuilt on those rows' parameters."""
+        self._rows = index if self._rows is None else self._rows[index]
+        p = self._params
+        kept = [v[self._rows] if isinstance(v, torch.Tensor) else v for v in (p.temperature, p.top_k, p.top_p, p.min_p)]
+        self._sampler = mk.Sampler(int(self._rows.numel()), self._device, *kept)
+        self._kernel = SAMPLE.kernel(self._device)
 
     def advance(self, tokens: torch.Tensor) -> None:
         pass
@@ -135,6 +159,8 @@ class ScheduledSampler:
         self.schedule = schedule
         self.device = device
         self.rows = torch.arange(B, device=device)
+        self._batch_size = B
+        self._compacted = None  # the bare kernel, once rows were dropped (keep_rows)
         self.last_tokens = torch.full((B,), -1, dtype=torch.int64, device=device)
         self.state: dict = {}
         self.step = 0
@@ -171,7 +197,11 @@ class ScheduledSampler:
             for name, live in self.live.items():
                 self._trace[name][self.step, self.rows] = live
         self.step += 1
-        return self._sampler(logits, generator=generator)
+        if self._compacted is None:
+            return self._sampler(logits, generator=generator)
+        # As PlainSampler: the full batch's uniforms, the kept rows' ones used.
+        uniform = torch.rand(self._batch_size, generator=generator, device=self.device, dtype=torch.float32)
+        return self._compacted(logits.contiguous(), *self._sampler.params, uniform[self.rows])
 
     def advance(self, tokens: torch.Tensor) -> None:
         self.last_tokens = tokens
@@ -187,6 +217,7 @@ class ScheduledSampler:
         self.state = {k: (v[index] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == B else v)
                       for k, v in self.state.items()}
         self._sampler = mk.Sampler(self.rows.shape[0], self.device, *(self.live[n] for n in SCHEDULED_PARAMS))
+        self._compacted = SAMPLE.kernel(self.device)
 
     def trace(self) -> dict[str, torch.Tensor]:
         """Each parameter at each step, ``[steps, B]`` (original rows; zeros where a row was dropped)."""

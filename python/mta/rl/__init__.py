@@ -1,0 +1,20 @@
+"""``mta.rl``: a GRPO / DAPO trainer for transformers causal LMs on verifiable rewards.
+
+Built on the library's pieces: rollouts from :func:`mta.generate` (one prefill per prompt,
+finished rows dropped from the batch), old log-probs recomputed teacher-forced with
+:func:`mta_kernels.linear_token_logprobs`, :func:`mta_kernels.group_advantages`,
+:func:`mta_kernels.policy_loss`; rewards from :mod:`mta.rewards`.
+
+>>> from mta.rl import RLConfig, Trainer                                   # doctest: +SKIP
+>>> Trainer(RLConfig(model="smollm2", data="arithmetic", steps=10)).train()  # doctest: +SKIP
+
+Modules: ``config`` (the documented fields), ``loading`` (model / data, checked before any
+compute), ``stream`` (data order), ``rollout``, ``logprobs`` (teacher-forced), ``objective``
+(advantages, PSR / NSR, loss, KL), ``trainer``, ``checkpoint``, ``metrics`` (JSONL, plots),
+``evaluate`` (held-out greedy accuracy), ``cli`` (``mta rl train|plot``).
+"""
+
+from mta.rl.config import OBJECTIVES, RLConfig, load_config
+from mta.rl.trainer import Trainer
+
+__all__ = ["OBJECTIVES", "RLConfig", "Trainer", "load_config"]
