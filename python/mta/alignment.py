@@ -115,9 +115,8 @@ def pass_at_k_curve(model, tokenizer, problems: list[Problem], *, n: int = 16, m
     -------
     PassAtK
     """
-    from tqdm.auto import tqdm
-
     from mta.generation.engine import generate
+    from mta.progress import progress_bar
 
     if not problems:
         raise ValueError("problems is empty")
@@ -131,7 +130,7 @@ def pass_at_k_curve(model, tokenizer, problems: list[Problem], *, n: int = 16, m
     judge = Reward("ground_truth", answer_format=answer_format, timeout_s=answer_timeout_s)
     generator = torch.Generator(model.device).manual_seed(seed)
     correct, unscorable, tokens = [], 0, 0
-    bar = tqdm(total=len(problems), desc=f"pass@k (n={n})", unit="problem", disable=not progress)
+    bar = progress_bar(total=len(problems), desc=f"pass@k (n={n})", unit="problem", enabled=progress)
     for start in range(0, len(problems), batch_prompts):
         chunk = problems[start: start + batch_prompts]
         out = generate(model, tokenizer, [prompt_template.replace("{question}", p.question) for p in chunk], n=n,

@@ -10,7 +10,7 @@ The names below are imported on first use: ``mta`` builds its command line from
 never evaluate anything (``mta sbt score``).
 """
 
-from importlib import import_module
+from mta.lazy_exports import lazy_exports
 
 __all__ = ["MODELS", "TECHNIQUES", "EvalReport", "TechniqueSummary", "batch_seed", "load_model", "make_technique",
            "parse_spec", "run_eval"]
@@ -20,13 +20,4 @@ _HOME = {"batch_seed": "harness", "run_eval": "harness", "MODELS": "registry", "
          "EvalReport": "report", "TechniqueSummary": "report"}
 
 
-def __getattr__(name: str):
-    if name not in _HOME:
-        raise AttributeError(f"module 'mta.eval' has no attribute {name!r}")
-    value = getattr(import_module(f"mta.eval.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("mta.eval", _HOME, globals())

@@ -14,7 +14,13 @@ compute), ``stream`` (data order), ``rollout``, ``logprobs`` (teacher-forced), `
 ``evaluate`` (held-out greedy accuracy), ``cli`` (``mta rl train|plot``).
 """
 
-from mta.rl.config import OBJECTIVES, RLConfig, load_config
-from mta.rl.trainer import Trainer
+from mta.lazy_exports import lazy_exports
 
 __all__ = ["OBJECTIVES", "RLConfig", "Trainer", "load_config"]
+
+# Imported on first use: `mta` builds its command line from mta.rl.cli, and importing this
+# package must not import torch for commands that never train (`mta sbt score`).
+_HOME = {"OBJECTIVES": "config", "RLConfig": "config", "load_config": "config", "Trainer": "trainer"}
+
+
+__getattr__, __dir__ = lazy_exports("mta.rl", _HOME, globals())

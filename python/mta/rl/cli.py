@@ -72,23 +72,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def add_rl_parser(sub) -> None:
-    """Add ``rl`` (``train``, ``plot``) to the ``mta`` subparsers."""
-    from mta.alignment import EXPERIMENTS
-    from mta.rl.config import FIELDS
-
+    """Add ``rl`` (``train``, ``plot``) to the ``mta`` subparsers (``LazyParser``s: the train
+    options, which import torch through the config's defaults, are built when used)."""
     rl = sub.add_parser("rl", help="GRPO / DAPO training on verifiable rewards (mta.rl)",
                         description="Train a causal LM with GRPO / DAPO on math problems with verifiable rewards.")
     rs = rl.add_subparsers(dest="rl_command", metavar="RL_COMMAND")
     rs.required = True
     tr = rs.add_parser("train", help="train from a TOML / YAML config; every field is also a flag",
-                       description=__doc__.split("\n\n")[1])
-    tr.add_argument("config", nargs="?", default=None, metavar="CONFIG",
-                    help="a .toml / .yaml config (default: the built-in defaults)")
-    tr.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="one of the paper's experiments")
-    fields = tr.add_argument_group("config fields (override the file)")
-    for name, f in FIELDS.items():
-        fields.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=str(f.type).upper(),
-                            help=f"{f.metadata['help']} [default {f.default!r}]")
+                       description=__doc__.split("\n\n")[1], populate=_train_arguments)
     tr.set_defaults(func=_train)
     pl = rs.add_parser("plot", help="PNG of a run's metrics.jsonl",
                        description="Plot reward, accuracy, length, entropy, clipping / KL, grad norm and tokens/s.")
@@ -97,9 +88,27 @@ def add_rl_parser(sub) -> None:
     pl.set_defaults(func=_plot)
 
 
+def _train_arguments(tr: argparse.ArgumentParser) -> None:
+    from mta.alignment import EXPERIMENTS
+    from mta.rl.config import FIELDS
+
+    tr.add_argument("config", nargs="?", default=None, metavar="CONFIG",
+                    help="a .toml / .yaml config (default: the built-in defaults)")
+    tr.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="one of the paper's experiments")
+    fields = tr.add_argument_group("config fields (override the file)")
+    for name, f in FIELDS.items():
+        fields.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=str(f.type).upper(),
+                            help=f"{f.metadata['help']} [default {f.default!r}]")
+
+
 def _passk(args: argparse.Namespace) -> int:
     from mta.alignment import pass_at_k_curve, write_report
-    from mta.rl.loading import check_chat_template, load_model, load_problems, resolve_device
+    from mta.rl.loading import (
+        check_chat_template,
+        load_model,
+        load_problems,
+        resolve_device,
+    )
 
     try:
         problems = load_problems(args.data, limit=args.limit, seed=args.seed)

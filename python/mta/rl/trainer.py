@@ -34,7 +34,12 @@ from mta.rewards import Reward
 from mta.rl import checkpoint as ckpt
 from mta.rl.config import RLConfig
 from mta.rl.evaluate import greedy_accuracy
-from mta.rl.loading import check_chat_template, load_model, load_problems, resolve_device
+from mta.rl.loading import (
+    check_chat_template,
+    load_model,
+    load_problems,
+    resolve_device,
+)
 from mta.rl.logprobs import Packed, check_lm_head, pack, sequence_logprobs
 from mta.rl.metrics import METRICS, MetricsLog, plot_metrics
 from mta.rl.objective import micro_batch_loss, sample_advantages, share
@@ -293,13 +298,13 @@ class Trainer:
     def train(self, until: int | None = None) -> list[dict]:
         """Train to step ``until`` (default ``cfg.steps``); checkpoint every ``save_every``
         steps and at the end. Returns every metrics row of the run (resumed ones included)."""
-        from tqdm.auto import tqdm
+        from mta.progress import progress_bar
 
         cfg = self.cfg
         until = cfg.steps if until is None else min(until, cfg.steps)
         if self.eval_problems and self.step_count == 0 and not any("eval_accuracy" in r for r in self.log.rows):
             self.log.append({"step": 0, "eval_accuracy": self.evaluate()})
-        bar = tqdm(total=until, initial=min(self.step_count, until), desc="rl", unit="step", disable=not cfg.progress)
+        bar = progress_bar(total=until, initial=min(self.step_count, until), desc="rl", unit="step", enabled=cfg.progress)
         while self.step_count < until:
             row = self.step()
             bar.update(1)
