@@ -1,0 +1,174 @@
+"""The ``--ray`` paths on a real local Ray cluster with two worker slots (no mock).
+
+One cluster serves the module (``ray.init(num_cpus=2)``: a GCS, a raylet and a worker
+process per actor); the fixture shuts it down at the end and fails if any process it
+started is still alive. Marked ``ray``: ``pytest -m "not ray"`` leaves it out; without Ray
+installed only the "how to install it" tests run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from functools import partial
+
+import pytest
+
+from mta.data import arithmetic_problems
+from mta.eval import make_technique, run_eval
+from mta.inference.techniques import Decoding
+
+PROBLEMS = arithmetic_problems(12, seed=3)
+
+
+def _without_ray(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+
+
+def test_eval_ray_without_ray_says_how_to_install(monkeypatch, tmp_path, capsys):
+    from mta.cli import main
+
+    _without_ray(monkeypatch)
+    assert main(["eval", "--ray", "--model", "tiny", "--limit", "2", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'mta_kernels[ray]'" in err and "mta eval --ray" in err
+    assert not (tmp_path / "r" / "records.jsonl").exists()
+
+
+# -- the cluster ---------------------------------------------------------------------------
+
+
+def _descendants() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster with 2 CPU slots; no process of it outlives the module."""
+    pytest.importorskip("ray")
+    import psutil
+    import ray
+
+    from mta.ray_cluster import connect
+
+    before = _descendants()
+    connect(command="tests", num_cpus=2)
+    started = ray._private.worker._global_node.all_processes  # gcs, raylet, ...: {name: [ProcessInfo]}
+    ours = {info.process.pid for infos in started.values() for info in infos}
+    try:
+        yield ray
+    finally:
+        ours |= _descendants() - before  # workers too
+        ray.shutdown()
+        deadline = time.time() + 20
+        alive = [pid for pid in ours if psutil.pid_exists(pid)]
+        while alive and time.time() < deadline:
+            time.sleep(0.5)
+            alive = [pid for pid in alive if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        for pid in alive:  # never leave them running, even when failing
+            os.kill(pid, signal.SIGKILL)
+        assert not alive, f"Ray processes outlived ray.shutdown(): {alive}"
+
+
+def _loader():
+    from mta.eval.registry import load_model
+
+    return partial(load_model, "tiny", "cpu")
+
+
+def _greedy():
+    return make_technique("greedy", Decoding(max_new_tokens=6))
+
+
+def _without_time(path) -> dict:
+    out = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        key = (r["model"], r["technique"], r["item"])
+        assert key not in out, f"{key} recorded twice"
+        r.pop("time_s")
+        out[key] = r
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_records(tmp_path_factory):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each actor runs
+    try:
+        out = tmp_path_factory.mktemp("local")
+        run_eval(PROBLEMS, [_greedy()], out, models={"tiny": _loader()}, batch_size=2, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return _without_time(out / "records.jsonl")
+
+
+@pytest.mark.ray
+def test_greedy_eval_on_two_actors_equals_local(ray_cluster, local_records, tmp_path):
+    from mta.eval.ray_pool import RayEvalPool
+
+    pool = RayEvalPool(2)
+    try:
+        run_eval(PROBLEMS, [_greedy()], tmp_path, models={"tiny": _loader()}, batch_size=2, progress=False,
+                 pool=pool)
+        assert len(set(pool.pids)) == 2  # two replicas in two processes
+    finally:
+        pool.close()
+    assert _without_time(tmp_path / "records.jsonl") == local_records
+    assert (tmp_path / "summary.md").exists() and len((tmp_path / "samples.jsonl").read_text().splitlines()) == 12
+
+
+@pytest.mark.ray
+def test_eval_resume_local_run_on_ray(ray_cluster, local_records, tmp_path):
+    """A local run killed halfway (its first batches written) is finished on Ray: same files."""
+    from mta.eval.ray_pool import RayEvalPool
+    from mta.eval.records import RecordLog
+
+    lines = [json.dumps({**r, "time_s": 0.0}) for r in list(local_records.values())[:6]]
+    (tmp_path / "records.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][:17])  # and a torn line
+    pool = RayEvalPool(2)
+    try:
+        report = run_eval(PROBLEMS, [_greedy()], tmp_path, models={"tiny": _loader()}, batch_size=2,
+                          progress=False, pool=pool)
+    finally:
+        pool.close()
+    assert report.resumed_records == 5
+    assert _without_time(tmp_path / "records.jsonl") == local_records
+    assert len(RecordLog(tmp_path / "records.jsonl").records) == len(PROBLEMS)
+
+
+@pytest.mark.ray
+def test_actor_killed_mid_run_is_restarted_and_nothing_is_lost_or_duplicated(ray_cluster, local_records, tmp_path):
+    from mta.eval.ray_pool import RayEvalPool
+
+    killed = []
+
+    def kill_a_busy_actor(pool):
+        if killed or not pool.inflight:
+            return
+        k = next(iter(pool.inflight.values()))[0]  # an actor running a batch right now
+        os.kill(pool.pids[k], signal.SIGKILL)
+        killed.append((k, pool.pids[k]))
+
+    pool = RayEvalPool(2, max_restarts=2, on_result=kill_a_busy_actor)
+    try:
+        run_eval(PROBLEMS, [_greedy()], tmp_path, models={"tiny": _loader()}, batch_size=2, progress=False,
+                 pool=pool)
+        pids, restarts = list(pool.pids), pool.restarts_seen
+    finally:
+        pool.close()
+    assert killed, "no actor was busy after the first batch: nothing was killed"
+    k, old_pid = killed[0]
+    assert pids[k] != old_pid and restarts >= 1  # its batch came back from the restarted process
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["item"] for line in lines]
+    assert sorted(ids) == sorted(p.id for p in PROBLEMS)  # every item exactly once
+    assert _without_time(tmp_path / "records.jsonl") == local_records  # item by item
