@@ -172,3 +172,62 @@ def test_actor_killed_mid_run_is_restarted_and_nothing_is_lost_or_duplicated(ray
     ids = [json.loads(line)["item"] for line in lines]
     assert sorted(ids) == sorted(p.id for p in PROBLEMS)  # every item exactly once
     assert _without_time(tmp_path / "records.jsonl") == local_records  # item by item
+
+
+# -- mta sbt score --ray -------------------------------------------------------------------
+
+
+def _traces_input(path):
+    """The sample traces three times over (unique ids), plus the records a run must account for:
+    a duplicate id, malformed JSON, a record without a trace, a blank line."""
+    from mta.sbt import SAMPLE_TRACES
+
+    rows = []
+    for line in SAMPLE_TRACES.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:  # the sample file holds a malformed line on purpose
+            continue
+    lines = [json.dumps({**r, "id": f"{r.get('id')}-{k}"}) for k in range(3) for r in rows]
+    lines[5:5] = [lines[2], "{not json", json.dumps({"id": "no-trace", "gold": "1"}), ""]
+    path.write_text("\n".join(lines) + "\n")
+    return len([line for line in lines if line.strip()])
+
+
+def test_sbt_score_ray_without_ray_says_how_to_install(monkeypatch, tmp_path, capsys):
+    from mta.cli import main
+
+    _traces_input(tmp_path / "in.jsonl")
+    _without_ray(monkeypatch)
+    assert main(["sbt", "score", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "s.jsonl"), "--ray",
+                 "--no-progress"]) == 2
+    assert "pip install 'mta_kernels[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+@pytest.mark.ray
+def test_sbt_score_on_ray_tasks_accounts_for_every_record_as_locally(ray_cluster, tmp_path, monkeypatch):
+    from mta.sbt import pipeline
+    from mta.sbt.pipeline import load_tokenizer, run_jsonl, skipped_path
+    from mta.sbt.ray_scoring import RayScorer
+
+    monkeypatch.setattr(pipeline, "SCORE_BATCH", 16)  # several tasks
+    records = _traces_input(tmp_path / "in.jsonl")
+    tok = load_tokenizer("smollm2", backend_only=True)
+    local = run_jsonl(tmp_path / "in.jsonl", tmp_path / "local.jsonl", "score", tok, progress=False)
+    scorer = RayScorer(tok, window=3)
+    dist = run_jsonl(tmp_path / "in.jsonl", tmp_path / "ray.jsonl", "score", tok, progress=False, scorer=scorer)
+    assert scorer.tasks >= 6
+    assert dist.records == local.records == records and dist.kept == local.kept and dist.skipped == local.skipped
+    assert dist.kept + sum(dist.skipped.values()) == records
+    for name in ("local.jsonl", "ray.jsonl"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert skipped_path(tmp_path / "ray.jsonl").read_bytes() == skipped_path(tmp_path / "local.jsonl").read_bytes()
+    # resumed after a kill that left 20 scored lines and a torn one: the same files again
+    lines = (tmp_path / "ray.jsonl").read_bytes().splitlines(keepends=True)
+    (tmp_path / "ray.jsonl").write_bytes(b"".join(lines[:20]) + lines[20][:30])
+    again = run_jsonl(tmp_path / "in.jsonl", tmp_path / "ray.jsonl", "score", tok, progress=False,
+                      scorer=RayScorer(tok))
+    assert again.resumed >= 20
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
