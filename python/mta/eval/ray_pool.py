@@ -87,7 +87,9 @@ class RayEvalPool:
         self.restarts_seen = 0  # results that came back from a new process of an actor
         self._model = self._spec_ref = None
 
-    def _start(self, model_name: str, spec) -> None:
+    def start(self, model_name: str, spec) -> None:
+        """Start the actors for ``model_name`` (each loads ``spec``) and wait until they are ready;
+        :meth:`batches` does it itself (a benchmark calls it first to time only the work)."""
         import ray
 
         from mta.ray_cluster import actor_options
@@ -106,7 +108,7 @@ class RayEvalPool:
         """``(todo, records)`` of every job ``(batch, todo)``, as they finish (any order)."""
         import ray
 
-        self._start(model_name, spec)
+        self.start(model_name, spec)
         technique_ref = ray.put(technique)
         queue, idle = deque(jobs), list(range(len(self.actors)))
         while queue or self.inflight:
