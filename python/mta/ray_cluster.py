@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mta.extras import require
 
-__all__ = ["actor_options", "connect", "shutdown", "slots", "worker_threads"]
+__all__ = ["actor_options", "add_ray_arguments", "connect", "shutdown", "slots", "worker_threads"]
 
 
 def _package_dirs() -> list[str]:
@@ -27,6 +27,18 @@ def _package_dirs() -> list[str]:
 
     dirs = [str(Path(m.__file__).resolve().parents[1]) for m in (mta, mta_kernels)]
     return list(dict.fromkeys(dirs))
+
+
+def add_ray_arguments(parser, what: str, actors: str | None = None) -> None:
+    """``--ray [ADDRESS]`` (and ``--ray-actors N`` when ``actors`` names what an actor holds)
+    on a command's parser; ``what`` says what runs on Ray."""
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help=f"{what} on Ray: on the cluster at ADDRESS ('auto', 'host:6379', 'ray://host:10001'), "
+                        "or without ADDRESS the one `ray start` runs here, else a new local one "
+                        "(needs pip install 'mta_kernels[ray]')")
+    if actors is not None:
+        parser.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                            help=f"{actors} (default: one per GPU of the cluster, else one per CPU)")
 
 
 def connect(address: str | None = None, *, command: str, num_cpus: int | None = None):

@@ -144,12 +144,9 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
                     help="a technique (repeatable; default: greedy)")
     ev.add_argument("--out", type=Path, default=None, help="run directory (default eval-runs/<data>-<model>)")
     ev.add_argument("--overwrite", action="store_true", help="start the run directory over instead of resuming")
-    ev.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                    help="run the batches on Ray actors, one model replica each: on the cluster at ADDRESS "
-                    "('auto', 'host:6379', 'ray://host:10001'), or without ADDRESS the one `ray start` runs here, "
-                    "else a new local one (needs pip install 'mta_kernels[ray]')")
-    ev.add_argument("--ray-actors", type=int, default=None, metavar="N",
-                    help="model replicas (default: one per GPU of the cluster, else one per CPU)")
+    from mta.ray_cluster import add_ray_arguments
+
+    add_ray_arguments(ev, "run the batches on actors, one model replica each,", actors="model replicas")
     ev.add_argument("--ray-cpus-per-actor", type=int, default=1, metavar="N",
                     help="CPU slots and torch threads per actor on a CPU cluster (default 1)")
 

@@ -103,12 +103,9 @@ def add_rl_parser(sub) -> None:
     tr.add_argument("config", nargs="?", default=None, metavar="CONFIG",
                     help="a .toml / .yaml config (default: the built-in defaults)")
     tr.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="one of the paper's experiments")
-    tr.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                    help="generate the rollouts on Ray actors (the learner stays here): on the cluster at ADDRESS, "
-                    "or without it the one `ray start` runs here, else a new local one "
-                    "(needs pip install 'mta_kernels[ray]')")
-    tr.add_argument("--ray-actors", type=int, default=None, metavar="N",
-                    help="generation replicas (default: one per GPU of the cluster, else one per CPU)")
+    from mta.ray_cluster import add_ray_arguments
+
+    add_ray_arguments(tr, "generate the rollouts on actors (the learner stays here)", actors="generation replicas")
     tr.add_argument("--ray-overlap", action="store_true",
                     help="one step off-policy: generate the next step while the learner trains")
     fields = tr.add_argument_group("config fields (override the file)")

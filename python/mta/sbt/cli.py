@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from mta.lazy_parser import LazyParser
+from mta.ray_cluster import add_ray_arguments
 
 __all__ = ["add_parser"]
 
@@ -100,9 +101,7 @@ def add_parser(sub) -> None:
                        "Skipped records go to OUT.skipped.jsonl with their reason; reruns resume.")
     sc.add_argument("input", metavar="IN.jsonl")
     sc.add_argument("--out", default=None, metavar="scores.jsonl", help="write per-trace scores here")
-    sc.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                    help="score the batches as Ray tasks: on the cluster at ADDRESS, or without it the one "
-                    "`ray start` runs here, else a new local one (needs pip install 'mta_kernels[ray]')")
+    add_ray_arguments(sc, "score the batches as tasks")
     _common(sc)
     sc.set_defaults(func=_run)
     b = ss.add_parser("build", help="SBT-E / SBT-D chat-format data with loss masks",
