@@ -28,14 +28,14 @@ import importlib
 __all__ = ["EXTRAS", "MissingExtraError", "require", "requirements"]
 
 #: extra name -> (pip requirements, import names that must load). The requirements are the
-#: versions the test suite runs (transformers 5.23, math-verify 0.9.0), bounded at the next
+#: versions the test suite runs (transformers 5.23, math-verify 0.9.0, ray 2.60), bounded at the next
 #: major version whose API may differ.
 EXTRAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "transformers": (("transformers>=5.23,<6", "tokenizers", "accelerate", "gguf"),
                      ("transformers", "tokenizers", "accelerate", "gguf")),
     "math": (("math-verify>=0.9.0,<0.10",), ("math_verify",)),
     "triton": (("triton",), ("triton",)),
-    "ray": (("ray",), ("ray",)),
+    "ray": (("ray>=2.60,<3",), ("ray",)),
 }
 
 DIST = "mta_kernels"  # the distribution the extras belong to

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 __all__ = ["add_parsers"]
@@ -49,19 +50,39 @@ def _eval(args: argparse.Namespace) -> int:
     from mta.eval.harness import run_eval
     from mta.eval.registry import check_model, load_model, make_technique
 
+    from mta.extras import MissingExtraError
+
+    pool = None
     try:
         check_model(args.model)
         decoding = _decoding(args)
         techniques = [make_technique(spec, decoding) for spec in (args.technique or ["greedy"])]
         problems = load_dataset(args.data, limit=args.limit, seed=args.seed)
         out = args.out or Path("eval-runs") / f"{Path(args.data).stem}-{args.model.replace('/', '_')}"
-        device = _device(args)
-        report = run_eval(problems, techniques, out, models={args.model: lambda: load_model(args.model, device)},
+        if args.ray is not None:  # each actor loads on the CPU and moves the model to the device Ray gave it
+            from mta.eval.ray_pool import RayEvalPool
+            from mta.ray_cluster import connect
+
+            connect(args.ray or None, command="mta eval --ray")
+            pool = RayEvalPool(args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor)
+            loader = partial(load_model, args.model, "cpu")
+        else:
+            loader = partial(load_model, args.model, _device(args))
+        report = run_eval(problems, techniques, out, models={args.model: loader},
                           dataset=args.data, batch_size=args.batch_size, seed=args.seed,
-                          progress=not args.no_progress, overwrite=args.overwrite)
-    except (FileNotFoundError, ModuleNotFoundError, ValueError, TypeError) as exc:
+                          progress=not args.no_progress, overwrite=args.overwrite, pool=pool)
+    except (FileNotFoundError, ModuleNotFoundError, MissingExtraError, ValueError, TypeError) as exc:
         print(f"mta eval: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if pool is not None:
+            from mta.ray_cluster import shutdown
+
+            pool.close()
+            shutdown()
+    if pool is not None:
+        print(f"ran on Ray: {pool.count} actors ({'GPU' if pool.on_gpu else 'CPU'}), "
+              f"{pool.restarts_seen} batches came back from a restarted actor")
     if report.resumed_records:
         print(f"resumed: {report.resumed_records} records were already in {out}")
     print(f"\n{args.data}, {len(problems)} problems, model {args.model}\n\n{report.markdown()}\n")
@@ -123,6 +144,11 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
                     help="a technique (repeatable; default: greedy)")
     ev.add_argument("--out", type=Path, default=None, help="run directory (default eval-runs/<data>-<model>)")
     ev.add_argument("--overwrite", action="store_true", help="start the run directory over instead of resuming")
+    from mta.ray_cluster import add_ray_arguments
+
+    add_ray_arguments(ev, "run the batches on actors, one model replica each,", actors="model replicas")
+    ev.add_argument("--ray-cpus-per-actor", type=int, default=1, metavar="N",
+                    help="CPU slots and torch threads per actor on a CPU cluster (default 1)")
 
 
 def _sweep_arguments(sw: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from mta.answers import AnswerCheckTimeout, answers_match
@@ -32,7 +33,7 @@ from mta.eval.records import RecordLog
 from mta.eval.report import EvalReport, summarise, write_outputs
 from mta.inference.techniques import ItemResult, Technique
 
-__all__ = ["batch_seed", "run_eval"]
+__all__ = ["batch_seed", "run_batch", "run_eval"]
 
 ModelSpec = tuple | Callable[[], tuple]  # (model, tokenizer), or a loader returning it
 
@@ -109,6 +110,28 @@ def _record(model: str, technique: str, index: int, batch: int, problem: Problem
     }
 
 
+def run_batch(model, tokenizer, model_name: str, technique: Technique, batch: int, todo: list[tuple[int, Problem]],
+              seed: int, check_timeout_s: float) -> list[dict]:
+    """The records of one batch (``todo``: ``(index, problem)`` pairs): run, check, record.
+    The local loop and the Ray actors (:mod:`mta.eval.ray_pool`) both call it."""
+    batch_problems = [p for _, p in todo]
+    results = technique.run(model, tokenizer, batch_problems,
+                            seed=batch_seed(seed, model_name, technique.name, batch), progress=False)
+    if len(results) != len(batch_problems):
+        raise RuntimeError(f"technique {technique.name!r} returned {len(results)} results for "
+                           f"{len(batch_problems)} problems")
+    return [_record(model_name, technique.name, i, batch, p, r, check_timeout_s) for (i, p), r in zip(todo, results)]
+
+
+def _local_batches(loaded: dict, spec, model_name, technique, jobs, seed, check_timeout_s):
+    """``(todo, records)`` of each job in order, in this process (the model loaded once, kept in ``loaded``)."""
+    if model_name not in loaded:
+        loaded[model_name] = spec() if callable(spec) else spec
+    model, tokenizer = loaded[model_name]
+    for batch, todo in jobs:
+        yield todo, run_batch(model, tokenizer, model_name, technique, batch, todo, seed, check_timeout_s)
+
+
 def run_eval(
     problems: Sequence[Problem],
     techniques: Sequence[Technique],
@@ -121,6 +144,7 @@ def run_eval(
     check_timeout_s: float = 5.0,
     progress: bool = True,
     overwrite: bool = False,
+    pool=None,
 ) -> EvalReport:
     """Evaluate every technique with every model on ``problems``; resumable.
 
@@ -139,6 +163,9 @@ def run_eval(
         Problems per ``Technique.run`` call.
     overwrite : bool
         Delete this directory's previous results first instead of resuming.
+    pool : mta.eval.ray_pool.RayEvalPool, optional
+        Run the batches on Ray actors (one model replica each) instead of in this process;
+        their records come back as each batch finishes and go through the same record log.
 
     Returns
     -------
@@ -157,8 +184,8 @@ def run_eval(
     log = RecordLog(out_dir / "records.jsonl")
     resumed = len(log.records)
     started = time.perf_counter()
+    loaded: dict = {}
     for model_name, spec in models.items():
-        loaded = None
         for technique in techniques:
             done = log.done(model_name, technique.name)
             todo_batches = []
@@ -168,20 +195,11 @@ def run_eval(
                     todo_batches.append((b0 // batch_size, todo))
             if not todo_batches:
                 continue
-            if loaded is None:
-                loaded = spec() if callable(spec) else spec
-            model, tokenizer = loaded
             bar = progress_bar(total=len(problems), initial=len(problems) - sum(len(t) for _, t in todo_batches),
                                desc=f"{model_name} / {technique.name}", unit="item", enabled=progress)
-            for batch, todo in todo_batches:
-                batch_problems = [p for _, p in todo]
-                results = technique.run(model, tokenizer, batch_problems,
-                                        seed=batch_seed(seed, model_name, technique.name, batch), progress=False)
-                if len(results) != len(batch_problems):
-                    raise RuntimeError(f"technique {technique.name!r} returned {len(results)} results for "
-                                       f"{len(batch_problems)} problems")
-                log.append([_record(model_name, technique.name, i, batch, p, r, check_timeout_s)
-                            for (i, p), r in zip(todo, results)])
+            runner = pool.batches if pool is not None else partial(_local_batches, loaded)
+            for todo, records in runner(spec, model_name, technique, todo_batches, seed, check_timeout_s):
+                log.append(records)
                 bar.update(len(todo))
             bar.close()
     report = summarise(log.records, manifest, problems)

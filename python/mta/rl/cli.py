@@ -22,14 +22,32 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = dict(EXPERIMENTS[args.experiment]) if args.experiment else {}
     overrides.update({name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None})
+    from mta.extras import MissingExtraError
+
+    rollouts = None
     try:
         cfg = load_config(args.config, overrides)
+        if args.ray is not None:
+            from mta.ray_cluster import connect
+
+            connect(args.ray or None, command="mta rl train --ray")
         t0 = time.perf_counter()
         trainer = Trainer(cfg)
-    except (FileNotFoundError, ValueError) as error:
+        if args.ray is not None:  # generation on Ray actors; the learner stays in this process
+            from mta.rl.ray_rollout import RayRollouts
+
+            rollouts = RayRollouts(trainer, args.ray_actors, overlap=args.ray_overlap)
+        rows = trainer.train()
+    except (FileNotFoundError, ValueError, MissingExtraError) as error:
         print(f"mta rl train: error: {error}", file=sys.stderr)
         return 2
-    rows = trainer.train()
+    finally:
+        if args.ray is not None and sys.modules.get("ray") is not None:
+            from mta.ray_cluster import shutdown
+
+            if rollouts is not None:
+                rollouts.close()
+            shutdown()
     wall = time.perf_counter() - t0
     steps = [r for r in rows if r.get("step", 0) > 0 and "reward" in r]
     print(_summary(steps, rows, wall, trainer))
@@ -90,11 +108,15 @@ def add_rl_parser(sub) -> None:
 
 def _train_arguments(tr: argparse.ArgumentParser) -> None:
     from mta.alignment import EXPERIMENTS
+    from mta.ray_cluster import add_ray_arguments
     from mta.rl.config import FIELDS
 
     tr.add_argument("config", nargs="?", default=None, metavar="CONFIG",
                     help="a .toml / .yaml config (default: the built-in defaults)")
     tr.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="one of the paper's experiments")
+    add_ray_arguments(tr, "generate the rollouts on actors (the learner stays here)", actors="generation replicas")
+    tr.add_argument("--ray-overlap", action="store_true",
+                    help="one step off-policy: generate the next step while the learner trains")
     fields = tr.add_argument_group("config fields (override the file)")
     for name, f in FIELDS.items():
         fields.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=str(f.type).upper(),

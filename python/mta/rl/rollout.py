@@ -134,21 +134,24 @@ def _generate_groups(model, tokenizer, drawn: list[tuple[int, Problem]], reward:
 
 
 def rollout(model, tokenizer, stream: PromptStream, reward: Reward, cfg: RLConfig, generator: torch.Generator,
-            rng: random.Random) -> tuple[list[Group], RolloutStats]:
+            rng: random.Random, generate_groups=None) -> tuple[list[Group], RolloutStats]:
     """The groups of one training step (at most ``prompts_per_step``) and what it took.
 
     Without dynamic sampling: one round of ``prompts_per_step`` prompts, every group kept.
     With it: rounds of ``prompts_per_step`` prompts until that many groups with unequal
     rewards are in hand or ``max_gen_rounds`` rounds ran; the surplus of the last round is
     dropped (as DAPO does), a shortfall trains on fewer groups (reported in the metrics).
+    ``generate_groups`` replaces :func:`_generate_groups` (same arguments), e.g. with
+    :meth:`mta.rl.ray_rollout.RayRollouts.generate_groups`.
     """
+    generate_groups = generate_groups or _generate_groups
     stats = RolloutStats()
     kept: list[Group] = []
     rounds = cfg.max_gen_rounds if cfg.dynamic_sampling else 1
     for _ in range(rounds):
         stats.rounds += 1
-        groups = _generate_groups(model, tokenizer, stream.next(cfg.prompts_per_step), reward, cfg, generator, rng,
-                                  stats)
+        groups = generate_groups(model, tokenizer, stream.next(cfg.prompts_per_step), reward, cfg, generator, rng,
+                                 stats)
         kept += [g for g in groups if not (cfg.dynamic_sampling and g.all_equal)]
         if len(kept) >= cfg.prompts_per_step:
             break

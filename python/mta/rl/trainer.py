@@ -123,6 +123,9 @@ class Trainer:
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.rng = random.Random(cfg.seed)
         self.step_count = 0
+        # Hooks of the Ray path (mta.rl.ray_rollout.RayRollouts): None = generate in this process.
+        self.generate_groups = None
+        self.after_update = None
         self.run_dir = Path(cfg.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = MetricsLog(self.run_dir / METRICS)
@@ -194,12 +197,15 @@ class Trainer:
         cfg, model = self.cfg, self.model
         t_step = time.perf_counter()
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            groups, rstats = rollout(model, self.tokenizer, self.stream, self.reward, cfg, self.generator, self.rng)
+            groups, rstats = rollout(model, self.tokenizer, self.stream, self.reward, cfg, self.generator, self.rng,
+                                     generate_groups=self.generate_groups)
         row = {"step": self.step_count + 1, "lr": self.optimizer.param_groups[0]["lr"], **rstats.metrics()}
         if groups:
             row.update(self._update(groups))
         else:
             row["skipped"] = True  # every group had equal rewards: nothing to learn from
+        if self.after_update is not None:
+            self.after_update(row)
         with warnings.catch_warnings():  # a skipped step steps the schedule without an optimizer step
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
             self.scheduler.step()

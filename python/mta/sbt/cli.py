@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from mta.lazy_parser import LazyParser
+from mta.ray_cluster import add_ray_arguments
 
 __all__ = ["add_parser"]
 
@@ -38,8 +39,15 @@ def _run(args: argparse.Namespace) -> int:
 
         tok = load_tokenizer(args.tokenizer, backend_only=True)
         if args.sbt_command == "score":
+            scorer = None
+            if args.ray is not None:  # the batches as Ray tasks; reading and writing stay here
+                from mta.ray_cluster import connect
+                from mta.sbt.ray_scoring import RayScorer
+
+                connect(args.ray or None, command="mta sbt score --ray")
+                scorer = RayScorer(tok)
             s = run_jsonl(args.input, args.out, "score", tok, overwrite=args.overwrite,
-                          progress=not args.no_progress, anchor=args.anchor)
+                          progress=not args.no_progress, anchor=args.anchor, scorer=scorer)
         else:
             for flag, value in (("--masked-steps", args.masked_steps), ("--masked-sentences", args.masked_sentences)):
                 if value is not None and value < 0:
@@ -56,6 +64,11 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        if getattr(args, "ray", None) is not None and sys.modules.get("ray") is not None:
+            from mta.ray_cluster import shutdown
+
+            shutdown()
     title = command + (f" --method {args.method}" if args.sbt_command == "build" else "")
     print(s.table(title))
     return 0
@@ -88,6 +101,7 @@ def add_parser(sub) -> None:
                        "Skipped records go to OUT.skipped.jsonl with their reason; reruns resume.")
     sc.add_argument("input", metavar="IN.jsonl")
     sc.add_argument("--out", default=None, metavar="scores.jsonl", help="write per-trace scores here")
+    add_ray_arguments(sc, "score the batches as tasks")
     _common(sc)
     sc.set_defaults(func=_run)
     b = ss.add_parser("build", help="SBT-E / SBT-D chat-format data with loss masks",

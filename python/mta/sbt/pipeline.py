@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from mta.extras import require
@@ -37,7 +38,7 @@ from mta.sbt.build import BUILD_OPTIONS, build_example, check_build_options, tok
 from mta.sbt.scoring import score_traces
 from mta.sbt.traces import TraceError
 
-__all__ = ["skipped_path", "run_jsonl", "load_tokenizer", "Summary"]
+__all__ = ["skipped_path", "run_jsonl", "load_tokenizer", "Skipped", "Summary"]
 
 SCORE_BATCH = 256  # records scored per score_traces call
 _FIELDS = {"trace": ("trace", "response"), "gold": ("gold", "answer"), "problem": ("problem", "question")}
@@ -45,6 +46,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Line breaks to str.splitlines() (and some JSONL readers) that json.dumps(ensure_ascii=False)
 # leaves raw inside strings; written as \uXXXX escapes, one record stays one line for any reader.
 _UNICODE_BREAK = re.compile("[\u0085\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record's failure as ``(reason, detail)``: what a scorer elsewhere sends back instead of
+    the exception (which may not survive pickling with its reason)."""
+
+    reason: str
+    detail: str
 
 
 def _escape(m: re.Match) -> str:
@@ -269,7 +279,7 @@ def _count_lines(path: Path) -> int:
 
 
 def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progress: bool = True,
-              **opts) -> Summary:
+              scorer=None, **opts) -> Summary:
     """Score (``mode="score"``) or build (``"sbt-e"``/``"sbt-d"``) every record of ``inp``.
 
     Parameters
@@ -286,6 +296,9 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
     progress : bool
         Show a progress bar (:func:`mta.progress.progress_bar`: off in logs and with
         ``MTA_PROGRESS=0``).
+    scorer : mta.sbt.ray_scoring.RayScorer, optional
+        Score the batches elsewhere (Ray tasks) instead of in this process (``mode="score"``
+        only); the records are accounted for and written here exactly as locally.
     **opts
         ``anchor``, ``beta`` (scoring), ``masked_steps`` (building).
 
@@ -308,6 +321,8 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
     out = None if out is None else Path(out)
     _check_paths(inp, out)
     require(f"mta sbt {'score' if mode == 'score' else 'build'}", "math")
+    if scorer is not None and mode != "score":
+        raise ValueError(f"scorer: only scoring runs on a scorer, not {mode!r}")
     if mode != "score":
         check_build_options(mode, **{k: v for k, v in opts.items() if k in BUILD_OPTIONS})
     summary = Summary()
@@ -346,7 +361,10 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
                     fo.write(line)
                     fo.flush()
                 return
-        reason, detail = _reason(res) if isinstance(res, Exception) else (res, res)
+        if isinstance(res, Skipped):
+            reason, detail = res.reason, res.detail
+        else:
+            reason, detail = _reason(res) if isinstance(res, Exception) else (res, res)
         summary.skipped[reason] += 1
         if fs is not None:  # ASCII escapes: an id or a detail with a lone surrogate still writes
             fs.write((json.dumps({"id": rid, "line": lineno, "reason": reason, "detail": detail}) + "\n")
@@ -354,13 +372,24 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
             fs.flush()
 
     pending: list = []  # scoring: (lineno, rid, record or None, reason or None), written in order
+    # Batches submitted and not yet written, oldest first: a scorer (Ray) keeps up to its
+    # ``window`` of them running while the input is read; they are written in input order.
+    inflight: deque = deque()
+    window = scorer.window if scorer is not None else 0
 
-    def flush() -> None:
-        todo = [k for k, (_, _, _, reason) in enumerate(pending) if reason is None]
-        results = dict(zip(todo, _score_batch([pending[k][2] for k in todo], tokenizer, opts))) if todo else {}
-        for k, (lineno, rid, _, reason) in enumerate(pending):
-            write(lineno, rid, results[k] if reason is None else reason)
-        pending.clear()
+    def flush(final: bool = False) -> None:
+        if pending:
+            todo = [k for k, (_, _, _, reason) in enumerate(pending) if reason is None]
+            recs = [pending[k][2] for k in todo]
+            handle = (scorer.submit(recs, opts) if scorer is not None else _score_batch(recs, tokenizer, opts)) \
+                if todo else []
+            inflight.append((list(pending), todo, handle))
+            pending.clear()
+        while inflight and (final or len(inflight) > window):
+            batch, todo, handle = inflight.popleft()
+            results = dict(zip(todo, scorer.result(handle) if scorer is not None and todo else handle))
+            for k, (lineno, rid, _, reason) in enumerate(batch):
+                write(lineno, rid, results[k] if reason is None else reason)
 
     bar = progress_bar(total=_count_lines(inp), desc=f"sbt {mode}", unit="line", enabled=progress)
     try:
@@ -405,7 +434,7 @@ def run_jsonl(inp, out, mode: str, tokenizer, *, overwrite: bool = False, progre
                     except Exception as exc:  # noqa: BLE001 - one bad record must not stop the run
                         res = exc
                 write(lineno, rid, res)
-        flush()
+        flush(final=True)
     finally:
         bar.close()
         for fh in (fo, fs):
