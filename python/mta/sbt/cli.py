@@ -77,6 +77,27 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     braking_demo.add_arguments(parser)
 
 
+def _loop_arguments(parser: argparse.ArgumentParser) -> None:
+    from mta.sbt import loop
+
+    parser.description = loop.__doc__.split("\n\n")[0].replace("\n", " ")
+    loop.add_arguments(parser)
+
+
+def _loop(args: argparse.Namespace) -> int:
+    from mta.extras import require
+
+    require("mta sbt loop", "transformers")
+    from mta.sbt.loop import run_loop
+
+    try:
+        run_loop(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"mta sbt loop: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     """``mta sbt train DATA.jsonl``: masked SFT on SBT records (mta.sbt.sft)."""
     import time
@@ -170,6 +191,9 @@ def add_parser(sub) -> None:
     d = ss.add_parser("demo", help="SmolLM2 thinking with and without braking (braking_step per decode step)",
                       populate=_demo_arguments)  # the demo's options import torch: only when used
     d.set_defaults(func=_demo)
+    lp = ss.add_parser("loop", help="the whole SBT loop: traces, score, SBT-E, fine-tune, before/after",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, populate=_loop_arguments)
+    lp.set_defaults(func=_loop)
     t = ss.add_parser("train", help="fine-tune on SBT-E / SBT-D records, honouring their loss masks",
                       description="Supervised fine-tuning on the JSONL mta sbt build writes: masked spans and the "
                       "prompt get no gradient. Checkpoints resume; metrics.jsonl, metrics.png and the trained "

@@ -30,6 +30,7 @@ class ModeResult:
     accuracy: float
     mean_tokens: float
     p90_tokens: float
+    mean_thinking_tokens: float  # tokens before the first </think> (all of them when it never closes)
     wall_s: float
     truncated: int
     problems: int
@@ -53,8 +54,8 @@ def _answer_text(text: str) -> str:
 
 def compare_modes(model, tokenizer, problems: list[Problem], *, max_new_tokens: int = 256, batch_size: int = 8,
                   prompt_template: str = "{question}", empty_think: str = EMPTY_THINK, timeout_s: float = 5.0,
-                  progress: bool = True) -> list[ModeResult]:
-    """Decode every problem in both modes (module docstring); one :class:`ModeResult` each."""
+                  progress: bool = True, modes: tuple[str, ...] = MODES) -> list[ModeResult]:
+    """Decode every problem in each of ``modes`` (module docstring); one :class:`ModeResult` each."""
     from mta.answers import AnswerCheckTimeout, is_correct
     from mta.generation.engine import generate
     from mta.progress import progress_bar
@@ -66,10 +67,12 @@ def compare_modes(model, tokenizer, problems: list[Problem], *, max_new_tokens: 
         raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, {batch_size}")
     if "{question}" not in prompt_template:
         raise ValueError(f"prompt_template must contain {{question}}, got {prompt_template!r}")
+    if not modes or any(m not in MODES for m in modes):
+        raise ValueError(f"modes must be some of {MODES}, got {modes!r}")
     if len(tokenizer.encode(THINK_OPEN, add_special_tokens=False)) != 1:
         add_think_tokens(model, tokenizer)
     results = []
-    for mode in MODES:
+    for mode in modes:
         prompts = []
         for p in problems:
             messages = [{"role": "user", "content": prompt_template.replace("{question}", p.question)}]
@@ -83,30 +86,34 @@ def compare_modes(model, tokenizer, problems: list[Problem], *, max_new_tokens: 
                            temperature=0.0, progress=False)
             for p, ids, reason in zip(problems[lo:lo + batch_size], out.token_ids, out.finish_reasons):
                 text = tokenizer.decode(ids, skip_special_tokens=False)
+                close_id = tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+                thinking = ids.index(close_id) if close_id in ids else len(ids)
                 try:
                     ok = is_correct(_answer_text(text).replace(tokenizer.eos_token or "\0", ""), p.answer,
                                     timeout_s=timeout_s)
                 except AnswerCheckTimeout:
                     ok = False
-                rows.append({"id": p.id, "tokens": len(ids), "correct": bool(ok), "finish": reason,
+                rows.append({"id": p.id, "tokens": len(ids), "thinking_tokens": thinking if mode == "thinking" else 0,
+                             "correct": bool(ok), "finish": reason,
                              "closed_think": THINK_CLOSE in text, "completion": text})
             bar.update(len(out.token_ids))
         bar.close()
         wall = time.perf_counter() - t0
         tokens = [r["tokens"] for r in rows]
         results.append(ModeResult(mode, sum(r["correct"] for r in rows) / len(rows), sum(tokens) / len(tokens),
-                                  _p90(tokens), wall, sum(r["finish"] == "length" for r in rows), len(rows), rows))
+                                  _p90(tokens), sum(r["thinking_tokens"] for r in rows) / len(rows), wall,
+                                  sum(r["finish"] == "length" for r in rows), len(rows), rows))
     return results
 
 
 def table(results: list[ModeResult], title: str = "") -> str:
     """A markdown table of the modes side by side."""
     lines = [f"### {title}" if title else "", "",
-             "| mode | problems | accuracy | mean tokens | p90 tokens | truncated | wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| mode | problems | accuracy | mean tokens | p90 tokens | mean thinking tokens | truncated | wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r.mode} | {r.problems} | {r.accuracy:.3f} | {r.mean_tokens:.1f} | {r.p90_tokens:.1f} | "
-                     f"{r.truncated} | {r.wall_s:.1f} |")
+                     f"{r.mean_thinking_tokens:.1f} | {r.truncated} | {r.wall_s:.1f} |")
     return "\n".join(lines).lstrip()
 
 
