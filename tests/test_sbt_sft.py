@@ -113,7 +113,7 @@ def _dataset(n=4):
 
 def test_sft_loss_falls_and_resume_continues_identically(tmp_path, tok):
     # each trainer adds <think> / </think> to the tokenizer it is given: a fresh one each
-    cfg = SFTConfig(steps=8, batch_size=4, micro_batch_size=2, lr=3e-3, run_dir=str(tmp_path / "full"),
+    cfg = SFTConfig(steps=6, batch_size=4, micro_batch_size=2, lr=3e-3, run_dir=str(tmp_path / "full"),
                     progress=False)
     rows = SFTTrainer(cfg, model=_tiny(tok), tokenizer=tok, records=_dataset()).train()
     losses = [r["loss"] for r in rows]
@@ -152,7 +152,7 @@ def test_trl_sft_trainer_honours_the_exported_masks(tmp_path, tok):
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         assert set(rows[0]) == {"id", "input_ids", "assistant_masks"}
         model = _tiny(tok)
-        args = TRLConfig(output_dir=str(tmp_path / name), max_steps=3, per_device_train_batch_size=2,
+        args = TRLConfig(output_dir=str(tmp_path / name), max_steps=2, per_device_train_batch_size=2,
                          learning_rate=1e-3, report_to=[], save_strategy="no", logging_steps=1, use_cpu=True,
                          seed=0, dataset_num_proc=None, bf16=False)
         trainer = TRLTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-__all__ = ["add_align_parser", "add_rl_parser"]
+__all__ = ["add_align_parser", "add_field_flags", "add_rl_parser"]
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -71,10 +71,20 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_field_flags(parser: argparse.ArgumentParser, title: str, skip: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` flag per RLConfig field (default None: not given), except ``skip``."""
+    from mta.rl.config import FIELDS
+
+    group = parser.add_argument_group(title)
+    for name, f in FIELDS.items():
+        if name not in skip:
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=str(f.type).upper(),
+                               help=f"{f.metadata['help']} [default {f.default!r}]")
+
+
 def add_rl_parser(sub) -> None:
     """Add ``rl`` (``train``, ``plot``) to the ``mta`` subparsers."""
     from mta.alignment import EXPERIMENTS
-    from mta.rl.config import FIELDS
 
     rl = sub.add_parser("rl", help="GRPO / DAPO training on verifiable rewards (mta.rl)",
                         description="Train a causal LM with GRPO / DAPO on math problems with verifiable rewards.")
@@ -85,10 +95,7 @@ def add_rl_parser(sub) -> None:
     tr.add_argument("config", nargs="?", default=None, metavar="CONFIG",
                     help="a .toml / .yaml config (default: the built-in defaults)")
     tr.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="one of the paper's experiments")
-    fields = tr.add_argument_group("config fields (override the file)")
-    for name, f in FIELDS.items():
-        fields.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=str(f.type).upper(),
-                            help=f"{f.metadata['help']} [default {f.default!r}]")
+    add_field_flags(tr, "config fields (override the file)")
     tr.set_defaults(func=_train)
     pl = rs.add_parser("plot", help="PNG of a run's metrics.jsonl",
                        description="Plot reward, accuracy, length, entropy, clipping / KL, grad norm and tokens/s.")

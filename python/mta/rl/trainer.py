@@ -38,7 +38,7 @@ from mta.rl.loading import check_chat_template, load_model, load_problems, resol
 from mta.rl.logprobs import Packed, check_lm_head, pack, sequence_logprobs
 from mta.rl.metrics import METRICS, MetricsLog, plot_metrics
 from mta.rl.objective import micro_batch_loss, sample_advantages, share
-from mta.rl.optim import chunks, clipped_step, lr_factor, make_optimizer, restore_rng, rng_state
+from mta.rl.optim import chunks, clipped_step, lr_factor, make_optimizer
 from mta.rl.rollout import Group, rollout
 from mta.rl.stream import PromptStream
 
@@ -111,30 +111,21 @@ class Trainer:
 
     def save(self) -> Path:
         """Checkpoint the run (see :mod:`mta.rl.checkpoint`) and plot its metrics."""
-        state = {
-            "step": self.step_count, "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "stream": self.stream.state_dict(),
-            **rng_state(generator=self.generator, rng=self.rng, reward_rng=self.reward.rng),
-            "metrics": self.log.rows, "config": self.cfg.to_dict(),
-            "reference": self.reference.state_dict() if self.reference is not None else None,
-        }
-        path = ckpt.save_checkpoint(self.run_dir, model_state=self.model.state_dict(), state=state)
+        path = ckpt.save_run(self.run_dir, step=self.step_count, model=self.model, optimizer=self.optimizer,
+                             scheduler=self.scheduler, stream=self.stream, metrics=self.log.rows,
+                             config=self.cfg.to_dict(), generators=self._generators(),
+                             extra={"reference": self.reference.state_dict() if self.reference is not None else None})
         if self.log.rows:
             plot_metrics(self.log.rows, self.run_dir / "metrics.png", title=f"mta rl — {self.run_dir}")
         return path
 
+    def _generators(self) -> dict:
+        return {"generator": self.generator, "rng": self.rng, "reward_rng": self.reward.rng}
+
     def _restore(self) -> None:
-        model_state, state = ckpt.load_checkpoint(self.run_dir, self.device)
-        saved, now = state["config"], self.cfg.to_dict()
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
-        if changed:
-            raise ValueError(f"{self.run_dir} holds a run with other settings ({', '.join(changed)} differ): resuming "
-                             "would not continue the same run; use another run_dir or resume = false")
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.stream.load_state_dict(state["stream"])
-        restore_rng(state, generator=self.generator, rng=self.rng, reward_rng=self.reward.rng)
+        state = ckpt.restore_run(self.run_dir, self.device, model=self.model, optimizer=self.optimizer,
+                                 scheduler=self.scheduler, stream=self.stream, config=self.cfg.to_dict(),
+                                 resumable=RESUMABLE_CHANGES, generators=self._generators())
         if self.reference is not None and state["reference"] is not None:
             self.reference.load_state_dict(state["reference"])
         self.step_count = int(state["step"])

@@ -31,7 +31,7 @@ from mta.rl import checkpoint as ckpt
 from mta.rl.loading import load_model, resolve_device
 from mta.rl.logprobs import check_lm_head, pack, sequence_logprobs
 from mta.rl.metrics import METRICS, MetricsLog, plot_metrics
-from mta.rl.optim import chunks, clipped_step, make_optimizer, restore_rng, rng_state
+from mta.rl.optim import chunks, clipped_step, make_optimizer
 from mta.rl.stream import PromptStream
 from mta.sbt.sft_data import SFTExample, check_records, read_records, tokenize_records
 
@@ -175,28 +175,19 @@ class SFTTrainer:
             self.log.reset([])
 
     def save(self) -> Path:
-        """Checkpoint the run and plot its metrics."""
-        state = {"step": self.step_count, "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "stream": self.stream.state_dict(), **rng_state(),
-                 "metrics": self.log.rows, "config": self.cfg.to_dict()}
-        path = ckpt.save_checkpoint(self.run_dir, model_state=self.model.state_dict(), state=state)
+        """Checkpoint the run (:func:`mta.rl.checkpoint.save_run`) and plot its metrics."""
+        path = ckpt.save_run(self.run_dir, step=self.step_count, model=self.model, optimizer=self.optimizer,
+                             scheduler=self.scheduler, stream=self.stream, metrics=self.log.rows,
+                             config=self.cfg.to_dict(), generators={})
         if self.log.rows:
             plot_metrics(self.log.rows, self.run_dir / "metrics.png", title=f"mta sbt train — {self.run_dir}",
                          panels=PANELS)
         return path
 
     def _restore(self) -> None:
-        model_state, state = ckpt.load_checkpoint(self.run_dir, self.device)
-        saved, now = state["config"], self.cfg.to_dict()
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
-        if changed:
-            raise ValueError(f"{self.run_dir} holds a run with other settings ({', '.join(changed)} differ): use "
-                             "another run_dir or resume = false")
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.stream.load_state_dict(state["stream"])
-        restore_rng(state)
+        state = ckpt.restore_run(self.run_dir, self.device, model=self.model, optimizer=self.optimizer,
+                                 scheduler=self.scheduler, stream=self.stream, config=self.cfg.to_dict(),
+                                 resumable=RESUMABLE_CHANGES, generators={})
         self.step_count = int(state["step"])
         self.log.reset(state["metrics"])
 

@@ -59,7 +59,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     """Add ``tfpi`` (``train``, ``eval``) to the ``mta`` subparsers."""
-    from mta.rl.config import FIELDS
+    from mta.rl.cli import add_field_flags
 
     tf = sub.add_parser("tfpi", help="TFPI: ThinkFree staged RLVR and ThinkFree-vs-thinking evaluation",
                         description="Thinking-Free Policy Initialization (arXiv 2509.26226).")
@@ -69,11 +69,7 @@ def add_parser(sub) -> None:
                        description="Train in stages ([[stages]] max_new_tokens / steps in CONFIG), each an mta rl "
                        "trainer run on ThinkFree prompts from the previous stage's checkpoint.")
     tr.add_argument("config", metavar="CONFIG", help="a .toml / .yaml config: RLConfig fields and [[stages]]")
-    fields = tr.add_argument_group("config fields (override the file's base config)")
-    for name, f in FIELDS.items():
-        if name not in ("max_new_tokens", "steps"):
-            fields.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=str(f.type).upper(),
-                                help=f"{f.metadata['help']} [default {f.default!r}]")
+    add_field_flags(tr, "config fields (override the file's base config)", skip=("max_new_tokens", "steps"))
     tr.set_defaults(func=_train)
     ev = ts.add_parser("eval", help="ThinkFree vs thinking of one model: accuracy, mean / p90 tokens, wall time",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
