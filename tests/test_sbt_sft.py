@@ -117,7 +117,7 @@ def test_sft_loss_falls_and_resume_continues_identically(tmp_path, tok):
                     progress=False)
     rows = SFTTrainer(cfg, model=_tiny(tok), tokenizer=tok, records=_dataset()).train()
     losses = [r["loss"] for r in rows]
-    assert losses[-1] < losses[0] - 2.0, losses
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < losses[0] - 1.0, losses
     assert (tmp_path / "full" / "metrics.png").is_file() and (tmp_path / "full" / "model" / "config.json").is_file()
     half = SFTTrainer(dataclasses.replace(cfg, run_dir=str(tmp_path / "half")), model=_tiny(tok),
                       tokenizer=load_tokenizer("smollm2"), records=_dataset())
