@@ -40,7 +40,8 @@ def test_tfpi_stages_and_eval_on_smollm2(tmp_path):
     from mta.tfpi.stages import load_tfpi_config, run_stages
 
     cfg = load_tfpi_config(None, {"model": "smollm2", "data": "arithmetic", "data_limit": 16, "prompts_per_step": 2,
-                                  "group_size": 2, "lr": 2e-5, "run_dir": str(tmp_path), "progress": False},
+                                  "group_size": 2, "micro_batch_size": 4, "lr": 2e-5, "run_dir": str(tmp_path),
+                                  "progress": False},
                            stages=[{"max_new_tokens": 8, "steps": 1}, {"max_new_tokens": 16, "steps": 1}])
     rows = run_stages(cfg)
     assert [r["stage"] for r in rows] == [1, 2]
