@@ -15,7 +15,7 @@ PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.mta-installed
 
-.PHONY: setup demo test test-cpp test-vllm gemma test-gemma test-ray bench wheel clean
+.PHONY: setup demo test test-cpp test-vllm gemma test-gemma test-ray bench wheel clean sbt-loop tfpi-demo
 
 setup: $(STAMP)
 
@@ -39,6 +39,14 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -ra
 	$(MAKE) test-cpp
+
+# The Self-Braking loop end to end on SmolLM2 (a few minutes on a CPU) and the TFPI demo.
+sbt-loop: setup
+	$(VENV)/bin/mta sbt loop --out runs/sbt-loop
+
+tfpi-demo: setup
+	$(VENV)/bin/mta tfpi eval --data arithmetic --limit 24 --max-new-tokens 96 --out runs/tfpi-eval
+	$(VENV)/bin/mta tfpi train python/mta/tfpi/configs/smollm2_arithmetic.toml
 
 test-cpp: setup
 	cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"

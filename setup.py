@@ -83,7 +83,7 @@ setup(
     + ["mta"]
     + [f"mta.{p}" for p in find_packages("python/mta")],
     package_dir={"mta_kernels": "mta_kernels", "mta": "python/mta"},
-    package_data={"mta.sbt": ["data/*.jsonl", "data/*.md", "data/*.py"]},
+    package_data={"mta.sbt": ["data/*.jsonl", "data/*.md", "data/*.py"], "mta.tfpi": ["configs/*.toml"]},
     python_requires=">=3.10",
     install_requires=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "tqdm"],
     extras_require=EXTRAS_REQUIRE,

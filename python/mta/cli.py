@@ -11,6 +11,8 @@
     mta wsd                Weak-to-Strong Decoding on GSM8K: SmolLM2 drafts, Gemma-3 takes over
     mta rl train|plot      GRPO / DAPO training on verifiable rewards, plots of a run
     mta align passk        Model-Task Alignment: pass@k curves and the alignment verdict
+    mta sbt train|export-trl|loop   Self-Braking fine-tuning (masked SFT), TRL export, the whole SBT loop
+    mta tfpi train|eval    TFPI: staged RLVR on ThinkFree prompts; ThinkFree vs thinking evaluation
 
 Every command takes ``--help``.
 """
@@ -229,6 +231,9 @@ def _add_rl_and_align(sub) -> None:
 
     add_rl_parser(sub)
     add_align_parser(sub)
+    from mta.tfpi.cli import add_parser as add_tfpi_parser
+
+    add_tfpi_parser(sub)
 
 
 def _mta_version() -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CHECKPOINT", "has_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT", "has_checkpoint", "load_checkpoint", "restore_run", "save_checkpoint", "save_run"]
 
 CHECKPOINT = "checkpoint"
 
@@ -52,3 +52,35 @@ def load_checkpoint(run_dir: str | Path, device: torch.device | str = "cpu") -> 
     model_state = torch.load(d / "model.pt", map_location=device, weights_only=True)
     state = torch.load(d / "state.pt", map_location="cpu", weights_only=False)
     return model_state, state
+
+
+def save_run(run_dir: str | Path, *, step: int, model, optimizer, scheduler, stream, metrics: list[dict],
+             config: dict, generators: dict, extra: dict | None = None) -> Path:
+    """Checkpoint a trainer: the model, optimizer, schedule, data position (``stream``), every
+    RNG (torch's and ``generators``, :func:`mta.rl.optim.rng_state`), step, metrics, config."""
+    from mta.rl.optim import rng_state
+
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "stream": stream.state_dict(), **rng_state(**generators), "metrics": metrics, "config": config,
+             **(extra or {})}
+    return save_checkpoint(run_dir, model_state=model.state_dict(), state=state)
+
+
+def restore_run(run_dir: str | Path, device, *, model, optimizer, scheduler, stream, config: dict,
+                resumable: tuple[str, ...], generators: dict) -> dict:
+    """Undo :func:`save_run` into the given objects; returns the saved state. A checkpoint
+    made with other settings than ``config`` (fields outside ``resumable``) is refused."""
+    from mta.rl.optim import restore_rng
+
+    model_state, state = load_checkpoint(run_dir, device)
+    saved = state["config"]
+    changed = sorted(k for k in config if k not in resumable and saved.get(k) != config[k])
+    if changed:
+        raise ValueError(f"{run_dir} holds a run with other settings ({', '.join(changed)} differ): resuming "
+                         "would not continue the same run; use another run_dir or resume = false")
+    model.load_state_dict(model_state)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    stream.load_state_dict(state["stream"])
+    restore_rng(state, **generators)
+    return state

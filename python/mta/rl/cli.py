@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-__all__ = ["add_align_parser", "add_rl_parser"]
+__all__ = ["add_align_parser", "add_field_flags", "add_rl_parser"]
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -89,6 +89,17 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_field_flags(parser: argparse.ArgumentParser, title: str, skip: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` flag per RLConfig field (default None: not given), except ``skip``."""
+    from mta.rl.config import FIELDS
+
+    group = parser.add_argument_group(title)
+    for name, f in FIELDS.items():
+        if name not in skip:
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=str(f.type).upper(),
+                               help=f"{f.metadata['help']} [default {f.default!r}]")
+
+
 def add_rl_parser(sub) -> None:
     """Add ``rl`` (``train``, ``plot``) to the ``mta`` subparsers (``LazyParser``s: the train
     options, which import torch through the config's defaults, are built when used)."""
@@ -109,7 +120,6 @@ def add_rl_parser(sub) -> None:
 def _train_arguments(tr: argparse.ArgumentParser) -> None:
     from mta.alignment import EXPERIMENTS
     from mta.ray_cluster import add_ray_arguments
-    from mta.rl.config import FIELDS
 
     tr.add_argument("config", nargs="?", default=None, metavar="CONFIG",
                     help="a .toml / .yaml config (default: the built-in defaults)")
@@ -117,10 +127,7 @@ def _train_arguments(tr: argparse.ArgumentParser) -> None:
     add_ray_arguments(tr, "generate the rollouts on actors (the learner stays here)", actors="generation replicas")
     tr.add_argument("--ray-overlap", action="store_true",
                     help="one step off-policy: generate the next step while the learner trains")
-    fields = tr.add_argument_group("config fields (override the file)")
-    for name, f in FIELDS.items():
-        fields.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=str(f.type).upper(),
-                            help=f"{f.metadata['help']} [default {f.default!r}]")
+    add_field_flags(tr, "config fields (override the file)")
 
 
 def _passk(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 from mta.rewards import ANSWER_FORMATS, REWARDS
 from mta_kernels.rl import ADVANTAGE_MODES, AGG_MODES
 
-__all__ = ["OBJECTIVES", "RLConfig", "load_config", "parse_value"]
+__all__ = ["OBJECTIVES", "RLConfig", "config_from_mapping", "flatten_config", "load_config", "parse_value", "read_config_file"]
 
 #: Which samples the policy loss learns from: all (``standard``), only those with a positive
 #: advantage (``psr``), only a negative one (``nsr``), or both with the positive ones scaled by
@@ -277,27 +277,41 @@ def _flatten(raw: dict, path: Path) -> dict:
     return flat
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The mapping a TOML (``.toml``) or YAML (``.yaml`` / ``.yml``) file holds, unflattened."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file at {path}")
+    if path.suffix == ".toml":
+        import tomllib
+
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a YAML config must be a mapping of fields")
+        return raw
+    raise ValueError(f"{path}: a config must be .toml, .yaml or .yml")
+
+
+def flatten_config(raw: dict, path: str | Path) -> dict:
+    """``raw`` with its tables (``[rollout]``, ...) merged into one flat mapping of fields."""
+    return _flatten(raw, Path(path))
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RLConfig:
     """Read a TOML (``.toml``) or YAML (``.yaml`` / ``.yml``) config, apply ``overrides``
     (field -> value or command-line string), validate. ``path=None``: the defaults."""
     values: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no config file at {path}")
-        if path.suffix == ".toml":
-            import tomllib
+        values = _flatten(read_config_file(path), Path(path))
+    return config_from_mapping(values, overrides)
 
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
 
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            if not isinstance(raw, dict):
-                raise ValueError(f"{path}: a YAML config must be a mapping of fields")
-        else:
-            raise ValueError(f"{path}: a config must be .toml, .yaml or .yml")
-        values = _flatten(raw, path)
-    values.update(overrides or {})
+def config_from_mapping(values: dict[str, Any], overrides: dict[str, Any] | None = None) -> RLConfig:
+    """An :class:`RLConfig` from flat ``values`` (field -> value or string) and ``overrides``, validated."""
+    values = {**values, **(overrides or {})}
     _check_names(values)
     return RLConfig(**{name: parse_value(name, value) for name, value in values.items()}).validate()

@@ -66,8 +66,13 @@ _PANELS = [
 ]
 
 
-def plot_metrics(rows_or_path, out: str | Path, title: str | None = None) -> Path:
-    """A PNG of the run's curves (six panels); returns its path."""
+def plot_metrics(rows_or_path, out: str | Path, title: str | None = None, *, panels=None, step_key: str = "step",
+                 boundaries: dict[float, str] | None = None) -> Path:
+    """A PNG of the run's curves (six panels); returns its path.
+
+    ``panels`` replaces the RL panels (``(title, keys, twin)`` triples, at most six),
+    ``step_key`` names the x axis, ``boundaries`` (x -> label) draws dashed vertical lines
+    (``mta tfpi train``: the stage boundaries)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,24 +82,30 @@ def plot_metrics(rows_or_path, out: str | Path, title: str | None = None) -> Pat
     if not rows:
         raise ValueError("no metrics to plot (the run has no steps yet)")
     fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
-    for ax, (name, keys, twin) in zip(axes.flat, _PANELS):
+    panels = _PANELS if panels is None else panels
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, keys, twin) in zip(axes.flat, panels):
         for key in keys:
-            points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))
-                      and math.isfinite(r[key])]
+            points = [(r[step_key], r[key]) for r in rows if isinstance(r.get(key), (int, float))
+                      and math.isfinite(r[key]) and step_key in r]
             if points:
                 xs, ys = zip(*points)
                 ax.plot(xs, ys, "o-" if key == "eval_accuracy" else "-", label=key, markersize=4)
         if twin is not None:
             key, label = twin
-            points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            points = [(r[step_key], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and step_key in r]
             if points:
                 ax2 = ax.twinx()
                 ax2.plot(*zip(*points), "k:", label=label)
                 ax2.set_ylabel(label)
         if name.startswith("tokens / s") and ax.lines:
             ax.set_yscale("log")
+        for x, label in (boundaries or {}).items():
+            ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
+            ax.annotate(label, (x, 1), xycoords=("data", "axes fraction"), fontsize=6, rotation=90, va="top")
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_xlabel(step_key)
         ax.grid(True, alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)

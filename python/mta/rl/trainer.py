@@ -43,6 +43,7 @@ from mta.rl.loading import (
 from mta.rl.logprobs import Packed, check_lm_head, pack, sequence_logprobs
 from mta.rl.metrics import METRICS, MetricsLog, plot_metrics
 from mta.rl.objective import micro_batch_loss, sample_advantages, share
+from mta.rl.optim import chunks, clipped_step, lr_factor, make_optimizer
 from mta.rl.rollout import Group, rollout
 from mta.rl.stream import PromptStream
 
@@ -52,24 +53,6 @@ __all__ = ["Trainer", "lr_factor"]
 RESUMABLE_CHANGES = ("steps", "progress", "save_every", "eval_every", "resume", "run_dir", "device")
 # Keys of a metrics row that measure time, not the run (they differ between identical runs).
 TIMING_KEYS = ("_s", "tokens_per_s")
-
-
-def lr_factor(step: int, cfg: RLConfig) -> float:
-    """The learning rate of training step ``step`` (0-based) as a fraction of ``cfg.lr``."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / (cfg.warmup_steps + 1)
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    span = max(cfg.steps - cfg.warmup_steps, 1)
-    progress = min((step - cfg.warmup_steps) / span, 1.0)
-    low = cfg.min_lr_ratio
-    if cfg.lr_schedule == "linear":
-        return 1.0 - (1.0 - low) * progress
-    return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _chunks(start: int, stop: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(s + size, stop)) for s in range(start, stop, size)]
 
 
 class Trainer:
@@ -116,9 +99,7 @@ class Trainer:
         self.reference = None
         if cfg.kl_coef > 0:
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas),
-                                           weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.optimizer, self.scheduler = make_optimizer(model, cfg)
         self.stream = PromptStream(problems, seed=cfg.seed)
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.rng = random.Random(cfg.seed)
@@ -138,37 +119,21 @@ class Trainer:
 
     def save(self) -> Path:
         """Checkpoint the run (see :mod:`mta.rl.checkpoint`) and plot its metrics."""
-        state = {
-            "step": self.step_count, "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "stream": self.stream.state_dict(),
-            "generator": self.generator.get_state(), "rng": self.rng.getstate(), "reward_rng": self.reward.rng.getstate(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "metrics": self.log.rows, "config": self.cfg.to_dict(),
-            "reference": self.reference.state_dict() if self.reference is not None else None,
-        }
-        path = ckpt.save_checkpoint(self.run_dir, model_state=self.model.state_dict(), state=state)
+        path = ckpt.save_run(self.run_dir, step=self.step_count, model=self.model, optimizer=self.optimizer,
+                             scheduler=self.scheduler, stream=self.stream, metrics=self.log.rows,
+                             config=self.cfg.to_dict(), generators=self._generators(),
+                             extra={"reference": self.reference.state_dict() if self.reference is not None else None})
         if self.log.rows:
             plot_metrics(self.log.rows, self.run_dir / "metrics.png", title=f"mta rl — {self.run_dir}")
         return path
 
+    def _generators(self) -> dict:
+        return {"generator": self.generator, "rng": self.rng, "reward_rng": self.reward.rng}
+
     def _restore(self) -> None:
-        model_state, state = ckpt.load_checkpoint(self.run_dir, self.device)
-        saved, now = state["config"], self.cfg.to_dict()
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
-        if changed:
-            raise ValueError(f"{self.run_dir} holds a run with other settings ({', '.join(changed)} differ): resuming "
-                             "would not continue the same run; use another run_dir or resume = false")
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.stream.load_state_dict(state["stream"])
-        self.generator.set_state(state["generator"])
-        self.rng.setstate(state["rng"])
-        self.reward.rng.setstate(state["reward_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        state = ckpt.restore_run(self.run_dir, self.device, model=self.model, optimizer=self.optimizer,
+                                 scheduler=self.scheduler, stream=self.stream, config=self.cfg.to_dict(),
+                                 resumable=RESUMABLE_CHANGES, generators=self._generators())
         if self.reference is not None and state["reference"] is not None:
             self.reference.load_state_dict(state["reference"])
         self.step_count = int(state["step"])
@@ -221,8 +186,8 @@ class Trainer:
         prompts, responses, mask, rewards, R = self._batch(groups)
         B = len(responses)
         tokens = sum(len(r) for r in responses)
-        minis = _chunks(0, B, cfg.mini_batch_size or cfg.batch_size)
-        micros = [m for lo, hi in minis for m in _chunks(lo, hi, cfg.micro_batch_size)]
+        minis = chunks(0, B, cfg.mini_batch_size or cfg.batch_size)
+        micros = [m for lo, hi in minis for m in chunks(lo, hi, cfg.micro_batch_size)]
         packs = {m: pack(prompts[m[0]:m[1]], responses[m[0]:m[1]], self.pad_id, self.device, width=R) for m in micros}
 
         # On-policy (one epoch, one mini-batch) the recomputed old log-probs are, bit for bit,
@@ -270,11 +235,7 @@ class Trainer:
                     sums["_weight"] = sums.get("_weight", 0.0) + w
                 train_s += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                params = [p for p in model.parameters() if p.grad is not None]
-                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else math.inf)
-                norms.append(float(norm))
-                if math.isfinite(float(norm)):
-                    self.optimizer.step()
+                norms.append(clipped_step(model, self.optimizer, cfg.grad_clip))
                 opt_s += time.perf_counter() - t0
         optimizer_steps = len(norms)
         weight = max(sums.pop("_weight", 0.0), 1e-12)
