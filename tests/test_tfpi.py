@@ -8,10 +8,8 @@ import json
 
 import pytest
 import torch
-
 from mta.data import arithmetic_problems
-from mta.models import tiny_random_model
-from mta.sbt.braking_demo import add_think_tokens
+from mta.models import add_think_tokens, tiny_random_model
 from mta.sbt.pipeline import load_tokenizer
 from mta.tfpi import EMPTY_THINK, think_free, thinking_prompt
 from mta.tfpi.stages import load_tfpi_config, run_stages

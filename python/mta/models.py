@@ -35,6 +35,9 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "THINK_OPEN",
+    "THINK_CLOSE",
+    "add_think_tokens",
     "GEMMA3_PACKAGE",
     "GEMMA3_PIP",
     "SMOLLM2_GGUF",
@@ -351,3 +354,27 @@ def tiny_random_model(
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     return model.to(device).eval()
+
+
+# The thinking delimiters of R1-style reasoning models. SmolLM2 has neither token: the SBT
+# demo, the SBT fine-tuning and TFPI add them to it (shared here, below mta.sbt and mta.tfpi).
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def add_think_tokens(model, tokenizer) -> tuple[int, int]:
+    """Make ``<think>`` and ``</think>`` single special tokens; return their ids.
+
+    Tokens the tokenizer already has are kept. New rows of the (tied) embedding are the mean
+    of the embeddings of the pieces the text was split into before.
+    """
+    pieces = {t: tokenizer.encode(t, add_special_tokens=False) for t in (THINK_OPEN, THINK_CLOSE)}
+    new = [t for t, ids in pieces.items() if len(ids) != 1]
+    if new:
+        tokenizer.add_tokens(new, special_tokens=True)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        with torch.no_grad():
+            for emb in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
+                for t in new:
+                    row = tokenizer.convert_tokens_to_ids(t)
+                    emb.weight[row] = emb.weight[torch.tensor(pieces[t])].mean(0)
+    return tuple(tokenizer.convert_tokens_to_ids(t) for t in (THINK_OPEN, THINK_CLOSE))

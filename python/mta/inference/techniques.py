@@ -290,7 +290,7 @@ class Braking:
 
     def _prepare(self, model, tokenizer):
         """``(model, tokenizer, tables)`` with one-token think tags, built once per model."""
-        from mta.sbt.braking_demo import add_think_tokens
+        from mta.models import add_think_tokens
         from mta_kernels.braking import MarkerTables
 
         key = id(model)

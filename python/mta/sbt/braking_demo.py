@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
+from mta.models import THINK_CLOSE, THINK_OPEN, add_think_tokens  # noqa: F401 - re-exported (README)
 from mta_kernels.braking import BrakingConfig, MarkerTables
 from mta_kernels.integrations.transformers import BrakingLogitsProcessor
 
 __all__ = ["DEMO_QUESTIONS", "DemoRow", "add_think_tokens", "run_demo", "main"]
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 THINK_CUE = "Let me think step by step.\n\n"
 
 #: (question, gold answer, thinks): the last one is a ThinkFree row.
@@ -68,25 +68,6 @@ class DemoRow:
     def thinking_saved(self) -> int:
         """Thinking tokens braking saved on this row (never negative under greedy decoding)."""
         return self.free_thinking - self.braked_thinking
-
-
-def add_think_tokens(model, tokenizer) -> tuple[int, int]:
-    """Make ``<think>`` and ``</think>`` single special tokens; return their ids.
-
-    Tokens the tokenizer already has are kept. New rows of the (tied) embedding are the mean
-    of the embeddings of the pieces the text was split into before.
-    """
-    pieces = {t: tokenizer.encode(t, add_special_tokens=False) for t in (THINK_OPEN, THINK_CLOSE)}
-    new = [t for t, ids in pieces.items() if len(ids) != 1]
-    if new:
-        tokenizer.add_tokens(new, special_tokens=True)
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        with torch.no_grad():
-            for emb in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
-                for t in new:
-                    row = tokenizer.convert_tokens_to_ids(t)
-                    emb.weight[row] = emb.weight[torch.tensor(pieces[t])].mean(0)
-    return tuple(tokenizer.convert_tokens_to_ids(t) for t in (THINK_OPEN, THINK_CLOSE))
 
 
 def _prompt_ids(tokenizer, question: str, thinks: bool) -> list[int]:

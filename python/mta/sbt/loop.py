@@ -67,7 +67,7 @@ def run_loop(args: argparse.Namespace) -> dict:
     """Run the loop (module docstring) with the options of :func:`add_arguments`; returns the summary."""
     from mta.data import load_dataset
     from mta.rl.loading import load_model, resolve_device
-    from mta.sbt.braking_demo import add_think_tokens
+    from mta.models import add_think_tokens
     from mta.sbt.pipeline import run_jsonl
     from mta.sbt.sft import SFTConfig, SFTTrainer
     from mta.sbt.sft_data import read_records

@@ -151,7 +151,7 @@ class SFTTrainer:
         elif tokenizer is None:
             raise ValueError("a model passed to SFTTrainer needs its tokenizer (tokenizer=None)")
         if cfg.add_think_tokens and any("<think>" in r["messages"][-1]["content"] for r in records):
-            from mta.sbt.braking_demo import add_think_tokens
+            from mta.models import add_think_tokens
 
             add_think_tokens(model, tokenizer)
         check_lm_head(model)

@@ -10,19 +10,15 @@
 Modules: ``transform``, ``stages``, ``evaluate``, ``cli``.
 """
 
-from mta.tfpi.transform import EMPTY_THINK, THINK_CLOSE, THINK_OPEN, render_prompt, think_free, thinking_prompt
+from mta.lazy_exports import lazy_exports
 
 __all__ = ["EMPTY_THINK", "THINK_CLOSE", "THINK_OPEN", "compare_modes", "load_tfpi_config", "render_prompt",
            "run_stages", "think_free", "thinking_prompt"]
 
+# Imported on first use (every module here imports torch): `mta` builds its command line
+# from mta.tfpi.cli, and `mta sbt score` must not import torch.
+_HOME = {"EMPTY_THINK": "transform", "THINK_CLOSE": "transform", "THINK_OPEN": "transform",
+         "render_prompt": "transform", "think_free": "transform", "thinking_prompt": "transform",
+         "load_tfpi_config": "stages", "run_stages": "stages", "compare_modes": "evaluate"}
 
-def __getattr__(name):  # the training and evaluation halves import torch-heavy code: on first use
-    if name in ("load_tfpi_config", "run_stages"):
-        from mta.tfpi import stages
-
-        return getattr(stages, name)
-    if name == "compare_modes":
-        from mta.tfpi.evaluate import compare_modes
-
-        return compare_modes
-    raise AttributeError(name)
+__getattr__, __dir__ = lazy_exports("mta.tfpi", _HOME, globals())

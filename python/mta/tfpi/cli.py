@@ -57,19 +57,24 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    """Add ``tfpi`` (``train``, ``eval``) to the ``mta`` subparsers."""
+def _train_arguments(tr: argparse.ArgumentParser) -> None:
     from mta.rl.cli import add_field_flags
 
+    tr.add_argument("config", metavar="CONFIG", help="a .toml / .yaml config: RLConfig fields and [[stages]]")
+    add_field_flags(tr, "config fields (override the file's base config)", skip=("max_new_tokens", "steps"))
+
+
+def add_parser(sub) -> None:
+    """Add ``tfpi`` (``train``, ``eval``) to the ``mta`` subparsers (the train options, which
+    import torch through the RL config, are built on first use)."""
     tf = sub.add_parser("tfpi", help="TFPI: ThinkFree staged RLVR and ThinkFree-vs-thinking evaluation",
                         description="Thinking-Free Policy Initialization (arXiv 2509.26226).")
     ts = tf.add_subparsers(dest="tfpi_command", metavar="TFPI_COMMAND")
     ts.required = True
     tr = ts.add_parser("train", help="staged RLVR on ThinkFree prompts, growing max response length",
                        description="Train in stages ([[stages]] max_new_tokens / steps in CONFIG), each an mta rl "
-                       "trainer run on ThinkFree prompts from the previous stage's checkpoint.")
-    tr.add_argument("config", metavar="CONFIG", help="a .toml / .yaml config: RLConfig fields and [[stages]]")
-    add_field_flags(tr, "config fields (override the file's base config)", skip=("max_new_tokens", "steps"))
+                       "trainer run on ThinkFree prompts from the previous stage's checkpoint.",
+                       populate=_train_arguments)
     tr.set_defaults(func=_train)
     ev = ts.add_parser("eval", help="ThinkFree vs thinking of one model: accuracy, mean / p90 tokens, wall time",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -59,7 +59,7 @@ def compare_modes(model, tokenizer, problems: list[Problem], *, max_new_tokens: 
     from mta.answers import AnswerCheckTimeout, is_correct
     from mta.generation.engine import generate
     from mta.progress import progress_bar
-    from mta.sbt.braking_demo import add_think_tokens
+    from mta.models import add_think_tokens
 
     if not problems:
         raise ValueError("problems: nothing to evaluate")

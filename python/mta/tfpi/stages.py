@@ -154,7 +154,7 @@ def run_stages(cfg: TFPIConfig, *, model=None, tokenizer=None, problems=None, ev
     """
     from mta.rl.loading import load_model, load_problems, resolve_device
     from mta.rl.trainer import Trainer
-    from mta.sbt.braking_demo import add_think_tokens
+    from mta.models import add_think_tokens
 
     base, run_dir = cfg.base, Path(cfg.base.run_dir)
     if model is None:
