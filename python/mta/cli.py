@@ -224,11 +224,25 @@ def _add_eval(sub) -> None:
 
 
 def _add_rl_and_align(sub) -> None:
-    """``mta rl ...`` and ``mta align ...`` (mta.rl.cli)."""
-    from mta.rl.cli import add_align_parser, add_rl_parser
+    """``mta rl ...`` and ``mta align ...`` (mta.rl.cli), their options built on first use:
+    importing :mod:`mta.rl` imports torch, which ``mta sbt score`` must not pay for."""
 
-    add_rl_parser(sub)
-    add_align_parser(sub)
+    def rl_arguments(parser):
+        from mta.rl.cli import rl_arguments
+
+        rl_arguments(parser)
+
+    def align_arguments(parser):
+        from mta.rl.cli import align_arguments
+
+        align_arguments(parser)
+
+    sub.add_parser("rl", help="GRPO / DAPO training on verifiable rewards (mta.rl)",
+                   description="Train a causal LM with GRPO / DAPO on math problems with verifiable rewards.",
+                   populate=rl_arguments)
+    sub.add_parser("align", help="Model-Task Alignment: pass@k curves and the alignment verdict",
+                   description="Measure model-task alignment (arXiv 2508.21188) with pass@k.",
+                   populate=align_arguments)
 
 
 def _mta_version() -> str:

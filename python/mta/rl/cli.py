@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-__all__ = ["add_align_parser", "add_rl_parser"]
+__all__ = ["align_arguments", "rl_arguments"]
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -71,13 +71,12 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_rl_parser(sub) -> None:
-    """Add ``rl`` (``train``, ``plot``) to the ``mta`` subparsers."""
+def rl_arguments(rl: argparse.ArgumentParser) -> None:
+    """``rl``'s sub-commands ``train`` and ``plot`` with their options: the ``populate``
+    callback of ``mta rl`` (:mod:`mta.cli` creates the parser; this imports torch)."""
     from mta.alignment import EXPERIMENTS
     from mta.rl.config import FIELDS
 
-    rl = sub.add_parser("rl", help="GRPO / DAPO training on verifiable rewards (mta.rl)",
-                        description="Train a causal LM with GRPO / DAPO on math problems with verifiable rewards.")
     rs = rl.add_subparsers(dest="rl_command", metavar="RL_COMMAND")
     rs.required = True
     tr = rs.add_parser("train", help="train from a TOML / YAML config; every field is also a flag",
@@ -119,10 +118,8 @@ def _passk(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_align_parser(sub) -> None:
-    """Add ``align`` (``passk``) to the ``mta`` subparsers."""
-    al = sub.add_parser("align", help="Model-Task Alignment: pass@k curves and the alignment verdict",
-                        description="Measure model-task alignment (arXiv 2508.21188) with pass@k.")
+def align_arguments(al: argparse.ArgumentParser) -> None:
+    """``align``'s sub-command ``passk`` with its options: the ``populate`` callback of ``mta align``."""
     als = al.add_subparsers(dest="align_command", metavar="ALIGN_COMMAND")
     als.required = True
     pk = als.add_parser("passk", help="pass@k for k = 1..n of a model on a data set, a table, a plot, a verdict",
