@@ -213,3 +213,26 @@ def test_resume_after_a_killed_run_matches_an_uninterrupted_one(tmp_path):
         return rows
 
     assert comparable(records) == comparable(fresh / "records.jsonl")
+
+
+@pytest.mark.smollm2
+def test_methods_demo_table_has_every_technique(tmp_path, capsys, monkeypatch):
+    """The table `mta demo` ends with: one row per DEMO_TECHNIQUES spec, WSD included and its
+    base said plainly (SmolLM2 as the base here: Gemma is opt-in), on the real model."""
+    import mta.models
+    from mta.eval.demo import DEMO_TECHNIQUES, run_methods_demo
+
+    monkeypatch.setattr(mta.models, "gemma3_installed", lambda: False)
+    report = run_methods_demo(limit=2, max_new_tokens=8, out_dir=tmp_path, progress=False)
+    assert [r.technique for r in report.rows] == DEMO_TECHNIQUES
+    assert all(r.items == 2 and r.mean_tokens > 0 and r.time_s > 0 for r in report.rows)
+    assert report.row("sc:n=8").samples_per_item == 8 and report.row("greedy").samples_per_item == 1
+    printed = capsys.readouterr().out
+    assert "| wsd:temperature=0 |" in printed and "SmolLM2-135M-Instruct as a plain-text base" in printed
+    wsd = [r for r in map(json.loads, (tmp_path / "records.jsonl").read_text().splitlines())
+           if r["technique"] == "wsd:temperature=0"]
+    greedy = {r["item"]: r for r in map(json.loads, (tmp_path / "records.jsonl").read_text().splitlines())
+              if r["technique"] == "greedy"}
+    for r in wsd:  # the draft is the greedy answer (same prompt, greedy, same budget)
+        assert r["extra"]["draft_tokens"] == greedy[r["item"]]["tokens"]
+        assert r["tokens"] == r["extra"]["draft_tokens"] + r["extra"]["base_tokens"]

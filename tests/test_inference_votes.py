@@ -24,6 +24,14 @@ def test_non_numbers_grouped_by_math_verify():
     assert [g.members for g in groups] == [[0, 1], [2, 3], [4]]
 
 
+def test_grouping_does_not_depend_on_which_spelling_comes_first():
+    """A plain number arriving after a closed form of the same value joins its group."""
+    for answers in (["\\sqrt{4}", "2", "3"], ["2", "\\sqrt{4}", "3"], ["\\frac{1}{2}", "0.5", "3"]):
+        groups = group_answers(answers)
+        assert [g.members for g in groups] == [[0, 1], [2]], answers
+    assert majority_vote(["\\sqrt{4}", "3", "2"]).answer == "\\sqrt{4}"
+
+
 # ---- majority vote --------------------------------------------------------------------
 
 def test_majority_picks_the_most_common_meaning():

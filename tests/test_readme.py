@@ -5,6 +5,8 @@ a reader copies one block, not the page. A directive in an HTML comment on the l
 before a block (invisible on GitHub) says how it runs:
 
 * ``<!-- readme-test: smollm2 -->``: needs the real SmolLM2 model (pytest marker ``smollm2``);
+* ``<!-- readme-test: gemma -->``: also needs Gemma-3-270M; opt-in as ``tests/test_wsd_gemma.py``
+  (runs only under ``pytest -m gemma``);
 * ``<!-- readme-test: skip REASON -->``: not runnable on purpose (e.g. needs a GPU or a
   server); the reason is required.
 
@@ -47,7 +49,9 @@ BLOCKS = python_blocks(README.read_text())
 
 def _params():
     for line, code, directive, arg in BLOCKS:
-        marks = [pytest.mark.smollm2] if directive == "smollm2" else []
+        marks = [pytest.mark.smollm2] if directive in ("smollm2", "gemma") else []
+        if directive == "gemma":
+            marks.append(pytest.mark.gemma)
         if directive == "skip":
             marks.append(pytest.mark.skip(reason=f"README.md:{line}: {arg}"))
         yield pytest.param(line, code, marks=marks, id=f"line{line}")
@@ -56,7 +60,7 @@ def _params():
 def test_directives_are_known_and_skips_say_why():
     assert len(BLOCKS) >= 7
     for line, _, directive, arg in BLOCKS:
-        assert directive in ("run", "smollm2", "skip"), f"README.md:{line}: unknown directive {directive!r}"
+        assert directive in ("run", "smollm2", "gemma", "skip"), f"README.md:{line}: unknown directive {directive!r}"
         assert directive != "skip" or arg, f"README.md:{line}: a skipped block must say why"
 
 
@@ -66,6 +70,9 @@ def test_block_parser():
 
 
 @pytest.mark.parametrize("line, code", list(_params()))
-def test_readme_block_runs(line, code, monkeypatch):
+def test_readme_block_runs(line, code, monkeypatch, request):
+    if "gemma" in [m.name for m in request.node.iter_markers()] and "gemma" not in (
+            request.config.getoption("markexpr") or ""):
+        pytest.skip("opt-in: run with pytest -m gemma (make test-gemma)")
     monkeypatch.setenv("MTA_PROGRESS", "0")
     exec(compile(code, f"README.md:{line}", "exec"), {"__name__": f"readme_block_{line}"})

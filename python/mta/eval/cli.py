@@ -138,6 +138,10 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
                  "  sc:n=8,vote=majority        self-consistency (vote=weighted: probability-weighted)\n"
                  "  bon:n=8,selector=mean_logprob   best-of-N (selector: logprob, mean_logprob, oracle)\n"
                  "  braking:max_thinking_tokens=96  thinking with Self-Braking (BrakingConfig fields)\n"
+                 "  wsd:base=auto,window=6,gamma=0.8  Weak-to-Strong Decoding: --model drafts greedily, the base\n"
+                 "                              (gemma3 = Gemma-3-270M, smollm2 = SmolLM2 as plain text; auto:\n"
+                 "                              Gemma when installed) takes over; max_draft_tokens defaults to\n"
+                 "                              --max-new-tokens\n"
                  f"known: {', '.join(TECHNIQUES)}")
     _data_and_decoding(ev)
     ev.add_argument("--technique", "-t", action="append", metavar="SPEC",

@@ -29,6 +29,7 @@ DEMO_TECHNIQUES = [
     "sc:n=8,vote=weighted",
     "bon:n=8,selector=mean_logprob",
     "bon:n=8,selector=oracle",
+    "wsd:temperature=0",  # Gemma-3-270M base when installed, else SmolLM2 as a plain-text base (printed)
 ]
 
 DEMO_PROMPT = "{question} Answer with the number only."
@@ -53,5 +54,11 @@ def run_methods_demo(*, device: str = "cpu", limit: int = 12, max_new_tokens: in
     print("sc / bon: 8 samples per problem in one batched generation; weighted: votes weighted by "
           "exp(mean token logprob); bon oracle: the first sample math-verify accepts (pass@8, an upper bound); "
           "braking: thinking prompt, </think> forced after 32 thinking tokens")
+    for technique in techniques:
+        if hasattr(technique, "base_description"):  # WSD: say plainly which base model took over
+            print(f"{technique.name}: SmolLM2 drafts greedily (its draft = the greedy row), "
+                  f"{technique.base_description} takes over at the first {technique.window}-token window of the "
+                  f"draft with geometric-mean probability >= {technique.gamma} and continues greedily; "
+                  "tokens = drafter's + base's generated tokens")
     print(f"records, samples, summary and plot: {out}")
     return report

@@ -49,6 +49,14 @@ def _braking(decoding: Decoding, name: str, **triggers) -> Technique:
     return Braking(BrakingConfig(**triggers) if triggers else None, decoding=decoding, name=name)
 
 
+def _wsd(decoding: Decoding, name: str, base: str = "auto", window: int | None = None, gamma: float | None = None,
+         max_draft_tokens: int | None = None) -> Technique:
+    from mta.wsd.technique import WeakToStrong
+
+    rule = {k: v for k, v in (("window", window), ("gamma", gamma)) if v is not None}  # else the paper's
+    return WeakToStrong(base, max_draft_tokens=max_draft_tokens, decoding=decoding, name=name, **rule)
+
+
 #: name -> factory(decoding, name, **options); the options a spec may set are the factory's.
 TECHNIQUES: dict[str, Callable[..., Technique]] = {
     "greedy": _greedy,
@@ -57,6 +65,7 @@ TECHNIQUES: dict[str, Callable[..., Technique]] = {
     "sc": _self_consistency,
     "bon": _best_of_n,
     "braking": _braking,
+    "wsd": _wsd,  # Weak-to-Strong Decoding: the evaluated model drafts, base=auto|gemma3|smollm2 takes over
 }
 
 

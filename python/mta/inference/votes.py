@@ -77,8 +77,10 @@ def group_answers(answers: Sequence[str | None], *, timeout_s: float = DEFAULT_T
         number = parse_number(a)
         key = ("num", number) if number is not None else ("text", " ".join(a.split()))
         group = by_key.get(key)
-        if group is None and number is None:  # a non-number: ask math-verify against each group
+        if group is None:  # a new spelling: ask math-verify against each group it could equal
             for g in groups:
+                if number is not None and parse_number(g.answer) is not None:
+                    continue  # two plain numbers: equal only by value, which by_key already compared
                 try:
                     if answers_match(g.answer, a, timeout_s=timeout_s):
                         group = g
