@@ -25,7 +25,8 @@ def compile_mixing(dtypes: str, capability: str, k: str) -> None:
     ws = split_row.workspace(B, V, chunk, cpu, k_max=64)
     examples = {f"x{i}": x for i, x in enumerate(models)} | {f"s{i}": V for i in range(8)}
     examples |= {
-        "w_ptr": inputs.weights, "temp_ptr": inputs.temperature, "alpha_ptr": inputs.plausibility,
+        "w_ptr": inputs.weights, "temp_ptr": inputs.temperature, "t_min_ptr": inputs.temperature.amin(dim=0),
+        "alpha_ptr": inputs.plausibility,
         "stats_ptr": torch.float32, "out_ptr": torch.float32, "ws_f": ws.floats, "ws_i": ws.ints,
         "top_k_ptr": top_k, "top_p_ptr": top_p, "min_p_ptr": min_p, "B": B, "V": V, "CHUNK_LEN": chunk,
     }
