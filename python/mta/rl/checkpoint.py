@@ -19,6 +19,21 @@ __all__ = ["CHECKPOINT", "has_checkpoint", "load_checkpoint", "restore_run", "sa
 CHECKPOINT = "checkpoint"
 
 
+def open_run(run_dir: str | Path, resume: bool):
+    """``(run_dir, metrics log, resuming)`` of a trainer's run directory (created if missing):
+    ``resuming`` when ``resume`` and a complete checkpoint is there (the caller restores it);
+    otherwise the metrics log is started empty."""
+    from mta.rl.metrics import METRICS, MetricsLog
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(run_dir / METRICS)
+    resuming = bool(resume) and has_checkpoint(run_dir)
+    if not resuming:
+        log.reset([])
+    return run_dir, log, resuming
+
+
 def has_checkpoint(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a complete checkpoint."""
     d = Path(run_dir) / CHECKPOINT

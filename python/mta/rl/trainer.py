@@ -41,7 +41,7 @@ from mta.rl.loading import (
     resolve_device,
 )
 from mta.rl.logprobs import Packed, check_lm_head, pack, sequence_logprobs
-from mta.rl.metrics import METRICS, MetricsLog, plot_metrics
+from mta.rl.metrics import plot_metrics
 from mta.rl.objective import micro_batch_loss, sample_advantages, share
 from mta.rl.optim import chunks, clipped_step, lr_factor, make_optimizer
 from mta.rl.rollout import Group, rollout
@@ -107,13 +107,9 @@ class Trainer:
         # Hooks of the Ray path (mta.rl.ray_rollout.RayRollouts): None = generate in this process.
         self.generate_groups = None
         self.after_update = None
-        self.run_dir = Path(cfg.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log = MetricsLog(self.run_dir / METRICS)
-        if cfg.resume and ckpt.has_checkpoint(self.run_dir):
+        self.run_dir, self.log, resuming = ckpt.open_run(cfg.run_dir, cfg.resume)
+        if resuming:
             self._restore()
-        else:
-            self.log.reset([])
 
     # -- checkpoints ----------------------------------------------------------------------
 

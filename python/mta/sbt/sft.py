@@ -30,7 +30,7 @@ import torch
 from mta.rl import checkpoint as ckpt
 from mta.rl.loading import load_model, resolve_device
 from mta.rl.logprobs import check_lm_head, pack, sequence_logprobs
-from mta.rl.metrics import METRICS, MetricsLog, plot_metrics
+from mta.rl.metrics import plot_metrics
 from mta.rl.optim import chunks, clipped_step, make_optimizer
 from mta.rl.stream import PromptStream
 from mta.sbt.sft_data import SFTExample, check_records, read_records, tokenize_records
@@ -166,13 +166,9 @@ class SFTTrainer:
         self.optimizer, self.scheduler = make_optimizer(model, cfg)
         self.stream = PromptStream(self.examples, seed=cfg.seed)
         self.step_count = 0
-        self.run_dir = Path(cfg.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log = MetricsLog(self.run_dir / METRICS)
-        if cfg.resume and ckpt.has_checkpoint(self.run_dir):
+        self.run_dir, self.log, resuming = ckpt.open_run(cfg.run_dir, cfg.resume)
+        if resuming:
             self._restore()
-        else:
-            self.log.reset([])
 
     def save(self) -> Path:
         """Checkpoint the run (:func:`mta.rl.checkpoint.save_run`) and plot its metrics."""
